@@ -1,0 +1,291 @@
+"""A frozen T5-family backbone adapted per task by hypernetwork-generated modules."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from .architectures import architecture_for
+from .backbone import build_backbone, load_backbone
+from .config import ADAPTER_SITES, HyperLoaderConfig
+from .generated import RowGroups, adapter, lora_delta
+from .hypernetwork import SiteWeights, StackHypernetwork
+
+CONFIG_NAME = "hyperloader.json"
+WEIGHTS_NAME = "hyperloader.safetensors"
+BACKBONE_DIR = "backbone"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class _TaskContext:
+    weights: dict[str, dict[str, SiteWeights]]  # stack -> site -> name -> (tasks, layers, ...)
+    groups: RowGroups
+
+
+class HyperLoaderModel(nn.Module):
+    """The backbone runs inside ``task_context(task_ids)``; hooks add each row's task modules.
+
+    In eval mode with gradients off, each task's generated weights are computed once and reused
+    until any hypernetwork parameter changes (tracked by tensor version counters).
+    """
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        config: HyperLoaderConfig,
+        *,
+        backbone_source: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.backbone_source = backbone_source
+        self.architecture = architecture_for(backbone.config.model_type)
+        bc = backbone.config
+        self.task_embedding = nn.Embedding(len(config.tasks), config.task_embedding_dim)
+        nn.init.normal_(self.task_embedding.weight, std=1.0)
+        layers = {"encoder": bc.num_layers, "decoder": bc.num_decoder_layers}
+        attention_dim = bc.num_heads * bc.d_kv
+        self.hypernetworks = nn.ModuleDict()
+        for stack, n_layers in layers.items():
+            stack_sites = tuple(
+                s for s in config.variant_spec.sites if stack in self.architecture.sites.get(s, {})
+            )
+            self.hypernetworks[stack] = StackHypernetwork(
+                config, n_layers=n_layers, d_model=bc.d_model, attention_dim=attention_dim,
+                stack_sites=stack_sites,
+            )
+        self._freeze_backbone()
+        self._context: _TaskContext | None = None
+        self._cache: dict[int, dict[str, dict[str, SiteWeights]]] = {}
+        self._cache_key: tuple | None = None
+        self._inject()
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_backbone_config(cls, backbone_config: Any, config: HyperLoaderConfig) -> "HyperLoaderModel":
+        """Random backbone weights; the backbone is saved with the model since nothing can reload it."""
+        return cls(build_backbone(backbone_config), config)
+
+    @classmethod
+    def from_backbone(cls, source: str | Path, config: HyperLoaderConfig) -> "HyperLoaderModel":
+        """A pretrained backbone from a local directory or a hub name."""
+        return cls(load_backbone(source), config, backbone_source=str(source))
+
+    def _freeze_backbone(self) -> None:
+        cfg = self.config
+        for name, param in self.backbone.named_parameters():
+            trainable = cfg.train_backbone or (
+                cfg.train_backbone_layer_norms and self.architecture.is_layer_norm(name)
+            )
+            param.requires_grad_(trainable)
+
+    def _inject(self) -> None:
+        for stack, hyper in self.hypernetworks.items():
+            for layer, block in enumerate(self.architecture.blocks_of(self.backbone, stack)):
+                for site in hyper.stack_sites:
+                    module = self.architecture.site_module(block, site, stack)
+                    # A partial of a bound method survives deepcopy and pickling, unlike a closure.
+                    module.register_forward_hook(functools.partial(self._site_hook, stack, layer, site))
+
+    # ----------------------------------------------------------------- task context
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.config.tasks)
+
+    @contextmanager
+    def task_context(self, task_ids: Tensor | Sequence[int]) -> Iterator[None]:
+        """Run the backbone (forward, encoder, decoder, ``generate``) with one task per row."""
+        ids = torch.as_tensor(task_ids, dtype=torch.long, device=self.task_embedding.weight.device)
+        if ids.dim() != 1 or ids.numel() == 0:
+            raise ValueError(f"task_ids must be a non-empty 1-d sequence, got shape {tuple(ids.shape)}.")
+        n = len(self.config.tasks)
+        if int(ids.min()) < 0 or int(ids.max()) >= n:
+            bad = [int(i) for i in ids.tolist() if not 0 <= i < n]
+            raise ValueError(f"task ids {sorted(set(bad))} out of range: this model has {n} tasks.")
+        groups = RowGroups.from_task_ids(ids)
+        previous = self._context
+        self._context = _TaskContext(self.generated_weights(groups.unique), groups)
+        try:
+            yield
+        finally:
+            self._context = previous
+
+    def generated_weights(self, task_ids: Tensor) -> dict[str, dict[str, SiteWeights]]:
+        """stack -> site -> weights with a leading task axis, in the order of ``task_ids``."""
+        if self.training or torch.is_grad_enabled():
+            return self._generate(task_ids)
+        key = self._parameter_versions()
+        if key != self._cache_key:
+            self._cache.clear()
+            self._cache_key = key
+        per_task = []
+        for task in task_ids.tolist():
+            if task not in self._cache:
+                self._cache[task] = self._generate(task_ids.new_tensor([task]))
+            per_task.append(self._cache[task])
+        if len(per_task) == 1:
+            return per_task[0]
+        return {
+            stack: {
+                site: {name: torch.cat([w[stack][site][name] for w in per_task]) for name in tensors}
+                for site, tensors in sites.items()
+            }
+            for stack, sites in per_task[0].items()
+        }
+
+    def _generate(self, task_ids: Tensor) -> dict[str, dict[str, SiteWeights]]:
+        vectors = self.task_embedding(task_ids)
+        return {stack: hyper(vectors) for stack, hyper in self.hypernetworks.items()}
+
+    def _parameter_versions(self) -> tuple:
+        params = [self.task_embedding.weight, *self.hypernetworks.parameters()]
+        return tuple((p.data_ptr(), p._version, p.dtype) for p in params) + (self.training,)
+
+    def _site_hook(self, stack: str, layer: int, site: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+        ctx = self._context
+        if ctx is None:
+            raise RuntimeError(
+                "The HyperLoader backbone was called outside `model.task_context(task_ids)`; "
+                "call it through HyperLoaderModel so each row gets its task's modules."
+            )
+        weights = ctx.weights[stack][site]
+
+        def layer_weights(g: int) -> dict[str, Tensor]:
+            return {name: w[g, layer] for name, w in weights.items()}
+
+        if site in ADAPTER_SITES:
+            eps = self.config.adapter_layer_norm_eps
+            return ctx.groups.apply(output, lambda y, g: adapter(y, layer_weights(g), eps))
+        scale = self.config.lora_scale
+        return output + ctx.groups.apply(args[0], lambda x, g: lora_delta(x, layer_weights(g), scale))
+
+    # ----------------------------------------------------------------- computation
+    def forward(self, task_ids: Tensor | Sequence[int], **backbone_kwargs: Any) -> Any:
+        """The backbone's own forward (``labels=`` gives its full-vocabulary loss) under task ids."""
+        with self.task_context(task_ids):
+            return self.backbone(**backbone_kwargs)
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Encoder states; call inside ``task_context``."""
+        return self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def project(self, hidden: Tensor, vocab_ids: Tensor | None = None) -> Tensor:
+        """Logits over the whole vocabulary or only over ``vocab_ids`` (restricted softmax)."""
+        bc = self.backbone.config
+        if getattr(bc, "tie_word_embeddings", False):
+            hidden = hidden * (bc.d_model**-0.5)
+        weight = self.backbone.get_output_embeddings().weight
+        if vocab_ids is not None:
+            weight = weight.index_select(0, vocab_ids)
+        return F.linear(hidden, weight)
+
+    def sequence_logits(
+        self,
+        task_ids: Tensor | Sequence[int],
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        decoder_input_ids: Tensor,
+        *,
+        vocab_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Teacher-forced logits (batch, target length, vocabulary or ``len(vocab_ids)``)."""
+        with self.task_context(task_ids):
+            encoded = self.encode(input_ids, attention_mask)
+            hidden = self.backbone.get_decoder()(
+                input_ids=decoder_input_ids,
+                encoder_hidden_states=encoded,
+                encoder_attention_mask=attention_mask,
+                use_cache=False,
+            ).last_hidden_state
+        return self.project(hidden, vocab_ids)
+
+    # ----------------------------------------------------------------- parameters
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total), each shared tensor counted once."""
+        params = list(self.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    # ----------------------------------------------------------------- save / load
+    def save_pretrained(self, path: str | Path, *, save_backbone: bool | None = None) -> None:
+        """Trainable weights (safetensors) + JSON naming the backbone; the backbone itself when
+        nothing else could reload it (random init, trained backbone) or when asked."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if save_backbone is None:
+            save_backbone = self.backbone_source is None or self.config.train_backbone
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.trainable_state_dict().items()}
+        save_file(tensors, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "backbone_source": self.backbone_source,
+            "backbone_config": self.backbone.config.to_dict(),
+        }
+        (path / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf8")
+        if save_backbone:
+            self.backbone.save_pretrained(str(path / BACKBONE_DIR), safe_serialization=True)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, backbone_source: str | Path | None = None) -> "HyperLoaderModel":
+        """Load what ``save_pretrained`` wrote; ``backbone_source`` overrides where the backbone comes from."""
+        path = Path(path)
+        meta_path = path / CONFIG_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"No {CONFIG_NAME} in {str(path)!r}: not a saved HyperLoader model.")
+        meta = json.loads(meta_path.read_text(encoding="utf8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{meta_path} has format_version {meta.get('format_version')!r}; this version of "
+                f"spacy-hyperloader reads {FORMAT_VERSION}."
+            )
+        config = HyperLoaderConfig.from_dict(meta["config"])
+        source = backbone_source or meta.get("backbone_source")
+        if backbone_source is None and (path / BACKBONE_DIR).is_dir():
+            backbone = load_backbone(path / BACKBONE_DIR)
+        elif source is not None:
+            backbone = load_backbone(source)
+        else:
+            raise FileNotFoundError(
+                f"{str(path)!r} has no saved backbone and names no backbone source; pass "
+                f"backbone_source= (a local model directory or hub name)."
+            )
+        model = cls(backbone, config, backbone_source=meta.get("backbone_source"))
+        model.load_trainable(load_file(str(path / WEIGHTS_NAME)))
+        return model
+
+    def load_trainable(self, tensors: dict[str, Tensor]) -> None:
+        expected = self.trainable_state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"Saved HyperLoader weights do not fit this model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}. Was it saved with another variant or backbone?"
+            )
+        with torch.no_grad():
+            for name, param in expected.items():
+                if tensors[name].shape != param.shape:
+                    raise ValueError(
+                        f"Weight {name!r} has shape {tuple(tensors[name].shape)} in the file but "
+                        f"{tuple(param.shape)} in the model."
+                    )
+                param.copy_(tensors[name])

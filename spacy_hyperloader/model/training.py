@@ -1,0 +1,332 @@
+"""Training-recipe building blocks for HyperLoader (loss, task sampling, optimisation).
+
+The defaults reproduce the HyperLoader authors' recipe: AdamW (lr 3e-4, no weight
+decay), gradient-norm clipping at 1.0, 500 linear warm-up steps followed by linear
+decay to zero, label-smoothed NLL (epsilon 0.1) summed over target tokens, and
+temperature-based task sampling with T = 10.
+
+Everything here is framework-agnostic PyTorch so that the spaCy component (and tests)
+can use it without pulling in spaCy.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "TemperatureSampler",
+    "TrainingConfig",
+    "build_optimizer",
+    "label_smoothed_nll",
+    "linear_warmup_decay",
+    "optimizer_step",
+    "task_sampling_probabilities",
+]
+
+LossReduction = Literal["sum", "mean"]
+_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def _check_epsilon(epsilon: float) -> None:
+    # `not (a <= x < b)` also rejects NaN.
+    if not (0.0 <= epsilon < 1.0):
+        raise ValueError(f"epsilon must be in [0, 1), got {epsilon!r}")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def label_smoothed_nll(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    epsilon: float = 0.1,
+    ignore_index: int = -100,
+    reduction: LossReduction = "sum",
+) -> Tensor:
+    """Label-smoothed negative log-likelihood, as used to train HyperLoader.
+
+    Per token the loss is ``(1 - epsilon) * nll + epsilon * smooth`` with
+    ``smooth = -mean_V(log_probs)``; this is the fairseq / Hugging Face ``LabelSmoother``
+    (and ``torch.nn.functional.cross_entropy(label_smoothing=...)``) formulation, so
+    results are comparable with those implementations.
+
+    ``reduction="sum"`` (the authors' choice) sums over non-ignored target tokens, which
+    weights long targets more and makes the gradient norm grow with batch size -- this
+    interacts with gradient clipping, hence ``"mean"`` (divide by the number of
+    non-ignored tokens) is offered as well. With no non-ignored tokens both reductions
+    return a zero that stays attached to the graph, so ``backward()`` is always safe.
+
+    Positions whose target equals ``ignore_index`` are dropped before the softmax, so
+    they contribute neither loss nor gradient, even if their logits are non-finite.
+    ``log_softmax`` runs in float32 whatever the logits dtype, because bf16/fp16
+    log-probabilities over a large vocabulary lose too much precision; the result is
+    a float32 scalar.
+
+    The vocabulary axis may be a *restricted* vocabulary (e.g. only the label tokens of
+    a classification task): pass the logits of that column subset and targets already
+    remapped to column indices within it. The smoothing mass is then spread over the
+    subset only, which is the intended behaviour for constrained decoding.
+
+    Args:
+        logits: ``(..., V)`` unnormalised scores, any floating dtype.
+        targets: ``(...)`` integer class indices in ``[0, V)`` or ``ignore_index``.
+        epsilon: smoothing factor in ``[0, 1)``; 0 gives plain cross-entropy.
+        ignore_index: target value marking padding.
+        reduction: ``"sum"`` or ``"mean"`` over non-ignored tokens.
+    """
+    _check_epsilon(epsilon)
+    _check_reduction(reduction)
+    if logits.dim() < 1 or targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"targets shape {tuple(targets.shape)} must equal logits shape without the "
+            f"vocabulary axis, got logits shape {tuple(logits.shape)}"
+        )
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be an integer tensor, got dtype {targets.dtype}")
+
+    active = targets.ne(ignore_index)
+    # Boolean indexing keeps only real tokens: padding costs no softmax and cannot leak
+    # NaN/inf into the gradient through masked-but-computed rows.
+    logp = torch.log_softmax(logits[active].float(), dim=-1)  # (N, V)
+    gold = targets[active].long().unsqueeze(-1)  # (N, 1)
+    nll = -logp.gather(-1, gold).squeeze(-1)  # (N,)
+    loss = nll.sum()
+    if epsilon > 0.0:
+        smooth = -logp.mean(dim=-1)  # (N,)
+        loss = (1.0 - epsilon) * loss + epsilon * smooth.sum()
+    if reduction == "mean":
+        loss = loss / active.sum().clamp_min(1).to(loss.dtype)
+    return loss
+
+
+# ------------------------------------------------------------------ task sampling
+
+
+def task_sampling_probabilities(
+    sizes: Mapping[str, int], temperature: float = 10.0
+) -> dict[str, float]:
+    """Temperature-scaled task mixing probabilities, ``p_t ∝ n_t ** (1 / T)``.
+
+    ``T = 1`` samples proportionally to dataset size (large tasks dominate);
+    ``T → inf`` (``math.inf`` is accepted) samples tasks uniformly. The authors use
+    ``T = 10`` to keep small tasks from being drowned out without over-fitting them.
+    Computed in log space so huge sizes or tiny temperatures cannot overflow. Keys
+    keep the order of ``sizes``.
+    """
+    if not sizes:
+        raise ValueError(f"at least one task is required, got sizes={dict(sizes)!r}")
+    if math.isnan(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    for name, n in sizes.items():
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n <= 0:
+            raise ValueError(f"task sizes must be positive finite numbers, got {name!r}: {n!r}")
+    log_w = {name: math.log(n) / temperature for name, n in sizes.items()}
+    top = max(log_w.values())
+    w = {name: math.exp(lw - top) for name, lw in log_w.items()}
+    total = math.fsum(w.values())
+    return {name: wi / total for name, wi in w.items()}
+
+
+class TemperatureSampler:
+    """Draws which task the next batch (or example) comes from.
+
+    Uses a private ``random.Random(seed)`` so runs are reproducible and independent of
+    any other code touching the global RNG. Tasks are drawn in sorted-name order, so
+    the sequence depends only on ``(sizes, temperature, seed)``, not on the insertion
+    order of ``sizes``. ``sample_many(k)`` yields exactly what ``k`` calls to
+    ``sample()`` would.
+    """
+
+    def __init__(self, sizes: Mapping[str, int], temperature: float = 10.0, seed: int = 0) -> None:
+        self._probabilities = task_sampling_probabilities(sizes, temperature)
+        self.temperature = temperature
+        self.seed = seed
+        self._names = sorted(self._probabilities)
+        self._cum_weights = list(itertools.accumulate(self._probabilities[n] for n in self._names))
+        self._rng = random.Random(seed)
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """Copy of the per-task probabilities (in the order of ``sizes``)."""
+        return dict(self._probabilities)
+
+    def sample(self) -> str:
+        """Draw one task name."""
+        return self.sample_many(1)[0]
+
+    def sample_many(self, k: int) -> list[str]:
+        """Draw ``k`` task names independently (e.g. for mixed-task batches)."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k!r}")
+        total = self._cum_weights[-1]
+        hi = len(self._names) - 1
+        rng = self._rng
+        return [
+            self._names[bisect.bisect(self._cum_weights, rng.random() * total, 0, hi)]
+            for _ in range(k)
+        ]
+
+
+# ------------------------------------------------------------------- optimisation
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: float = 3e-4,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters only (the frozen T5 backbone is skipped).
+
+    Parameters are de-duplicated (tied weights may be yielded twice). Raises
+    ``ValueError`` when nothing is trainable, which usually means the hypernetwork
+    was frozen by mistake.
+    """
+    seen: set[int] = set()
+    trainable: list[torch.nn.Parameter] = []
+    for p in params:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            trainable.append(p)
+    if not trainable:
+        raise ValueError("build_optimizer got no parameters with requires_grad=True")
+    return torch.optim.AdamW(trainable, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def linear_warmup_decay(
+    optimizer: torch.optim.Optimizer, *, warmup_steps: int = 500, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 to the optimizer's lr, then linear decay to 0 at ``total_steps``.
+
+    Delegates to ``transformers.get_linear_schedule_with_warmup`` so the schedule is
+    bit-for-bit the one the authors trained with. Call ``scheduler.step()`` once per
+    optimizer step. ``warmup_steps > total_steps`` is rejected because the peak lr
+    would never be reached.
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be > 0, got {total_steps!r}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps!r}")
+    if warmup_steps > total_steps:
+        raise ValueError(
+            f"warmup_steps must be <= total_steps, got warmup_steps={warmup_steps!r} "
+            f"and total_steps={total_steps!r}"
+        )
+    return get_linear_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps
+    )
+
+
+@dataclass
+class TrainingConfig:
+    """Hyper-parameters of the training loop; defaults are the HyperLoader authors' recipe."""
+
+    lr: float = 3e-4
+    """Peak AdamW learning rate, reached at the end of warm-up."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay; the authors use none."""
+    warmup_steps: int = 500
+    """Optimizer steps of linear warm-up from lr 0."""
+    total_steps: int = 65536
+    """Total optimizer steps; lr decays linearly to 0 at this step."""
+    max_grad_norm: float | None = 1.0
+    """Global gradient-norm clipping threshold; ``None`` or ``<= 0`` disables clipping."""
+    label_smoothing: float = 0.1
+    """Label-smoothing epsilon of :func:`label_smoothed_nll`."""
+    loss_reduction: LossReduction = "sum"
+    """``"sum"`` over target tokens (authors) or ``"mean"`` (less batch-size dependent
+    under clipping)."""
+    temperature: float = 10.0
+    """Task-sampling temperature T, ``p_t ∝ n_t ** (1/T)``."""
+    seed: int = 42
+    """Seed of the task sampler (and anything else the caller seeds from it)."""
+
+    def __post_init__(self) -> None:
+        # Fail at config time rather than thousands of steps into training.
+        _check_epsilon(self.label_smoothing)
+        _check_reduction(self.loss_reduction)
+        if math.isnan(self.temperature) or self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.total_steps <= 0:
+            raise ValueError(f"total_steps must be > 0, got {self.total_steps!r}")
+        if not 0 <= self.warmup_steps <= self.total_steps:
+            raise ValueError(
+                f"warmup_steps must be in [0, total_steps={self.total_steps}], "
+                f"got {self.warmup_steps!r}"
+            )
+
+
+def optimizer_step(
+    loss: Tensor,
+    parameters: Sequence[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    *,
+    max_grad_norm: float | None = 1.0,
+) -> float:
+    """One training update: backward, clip, step, schedule, clear gradients.
+
+    Returns the global L2 gradient norm *before* clipping, the number worth logging
+    to spot instabilities. A non-finite loss raises ``FloatingPointError`` before
+    ``backward()`` so the parameters and optimizer state are untouched. A non-finite
+    gradient norm also raises ``FloatingPointError`` -- after clearing the gradients
+    but before the optimizer step -- because clipping by a NaN/inf norm would
+    silently corrupt every parameter.
+
+    ``parameters`` must be the parameters the optimizer updates (those without a
+    gradient are ignored); ``max_grad_norm`` ``None`` or ``<= 0`` disables clipping.
+    """
+    if loss.numel() != 1:
+        raise ValueError(f"loss must be a scalar, got shape {tuple(loss.shape)}")
+    if not torch.isfinite(loss.detach()).all():
+        raise FloatingPointError(
+            f"loss is not finite ({loss.item()}); refusing to backpropagate. "
+            "Check the inputs of this batch and the learning rate."
+        )
+    params = [p for p in parameters if p.requires_grad]
+    loss.backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    if max_grad_norm is not None and max_grad_norm > 0:
+        total_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    elif grads:
+        total_norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+    else:
+        total_norm = torch.zeros(())
+    norm = float(total_norm)
+    if not math.isfinite(norm):
+        _clear_grads(optimizer, params)
+        raise FloatingPointError(
+            f"gradient norm is not finite ({norm}); skipped the optimizer step."
+        )
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    _clear_grads(optimizer, params)
+    return norm
+
+
+def _clear_grads(optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter]) -> None:
+    # Also clear ``params`` in case some are not registered with this optimizer, so a
+    # stale gradient can never be accumulated into the next step.
+    optimizer.zero_grad(set_to_none=True)
+    for p in params:
+        p.grad = None
