@@ -33,6 +33,8 @@ class SentTCodec:
         self._sentinels = list(ids)
         self.eos_id: int = tokenizer.eos_token_id
         self.pad_id: int = tokenizer.pad_token_id
+        boundary = tokenizer.convert_tokens_to_ids("\u2581")
+        self._boundary_id: int | None = None if boundary in (None, tokenizer.unk_token_id) else boundary
         # Ids a word must never produce; <unk> is fine (unknown characters stay visible).
         self._reserved = (frozenset(tokenizer.all_special_ids) | frozenset(ids)) - {tokenizer.unk_token_id}
 
@@ -54,6 +56,18 @@ class SentTCodec:
                 chars = self.tokenizer(list(text), add_special_tokens=False)["input_ids"]
                 out.append([i for piece in chars for i in piece if i not in self._reserved])
         return out
+
+    def label_piece_ids(self, labels: Sequence[str]) -> list[list[int]]:
+        """Subword ids of each label as the decoder writes it after a sentinel.
+
+        SentencePiece often splits a label into a bare word-boundary piece and the rest
+        (``PER`` -> ``▁``, ``PER``); the bare piece says nothing, so it is left out. That keeps
+        most labels a single token: one decoder step per word instead of two.
+        """
+        pieces = self.piece_ids(labels)
+        if self._boundary_id is None:
+            return pieces
+        return [p[1:] if len(p) > 1 and p[0] == self._boundary_id else p for p in pieces]
 
     def interleave(self, pieces: Sequence[Sequence[int]]) -> list[int]:
         """``<extra_id_0> p0 <extra_id_1> p1 … <extra_id_n> </s>`` for one segment."""

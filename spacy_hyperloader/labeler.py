@@ -94,7 +94,7 @@ class Labeler:
     # ------------------------------------------------------------------ labels
     def refresh_labels(self) -> None:
         """Rebuild the decoding trie; call after adding labels to a task."""
-        piece_ids = [self.codec.piece_ids(t.targets) for t in self.tasks]
+        piece_ids = [self.codec.label_piece_ids(t.targets) for t in self.tasks]
         self._label_lengths = [dict(zip(t.targets, (len(p) for p in pieces))) for t, pieces in zip(self.tasks, piece_ids)]
         if all(t.labels for t in self.tasks):
             self._trie = LabelTrie.build(piece_ids, task_names=[t.name for t in self.tasks])
@@ -129,7 +129,7 @@ class Labeler:
             longest = max(lengths.values(), default=1)
             target_lengths = [longest] * len(words)
         else:
-            target_lengths = [lengths.get(t) or len(self.codec.piece_ids([t])[0]) for t in targets]
+            target_lengths = [lengths.get(t) or len(self.codec.label_piece_ids([t])[0]) for t in targets]
         ranges = plan_segments(
             [len(p) for p in word_pieces], target_lengths,
             max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens,
@@ -167,7 +167,7 @@ class Labeler:
             for r in ranges:
                 seg_targets = spec.to_targets(list(tags)[r.start : r.stop])
                 sources.append(self.codec.interleave(word_pieces[r.start : r.stop]))
-                targets.append(self.codec.interleave(self.codec.piece_ids(seg_targets)))
+                targets.append(self.codec.interleave(self.codec.label_piece_ids(seg_targets)))
                 task_ids.append(t)
         if not sources:
             raise ValueError("No words to learn from in this batch.")
