@@ -21,7 +21,7 @@ def load_backbone_config(source: str | Path | dict[str, Any] | PretrainedConfig)
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf8"))
         return load_backbone_config(data)
-    if _looks_like_path(source) and not path.exists():
+    if looks_like_path(source) and not path.exists():
         raise FileNotFoundError(
             f"Backbone config {str(source)!r} does not exist. Pass a T5 config JSON file, a local "
             f"model directory (with config.json), or a hub name such as 't5-base'."
@@ -37,7 +37,7 @@ def build_backbone(config: str | Path | dict[str, Any] | PretrainedConfig) -> Pr
 def load_backbone(source: str | Path) -> PreTrainedModel:
     """Pretrained weights from a local directory or hub name; safetensors only, never pickle."""
     path = Path(source)
-    if _looks_like_path(source) and not path.is_dir():
+    if looks_like_path(source) and not path.is_dir():
         raise FileNotFoundError(
             f"Backbone directory {str(source)!r} does not exist. Give a local model directory (for "
             f"example one made by `python -m spacy_hyperloader init-backbone`) or a hub name."
@@ -50,6 +50,6 @@ def load_backbone(source: str | Path) -> PreTrainedModel:
     return AutoModelForSeq2SeqLM.from_pretrained(str(source), use_safetensors=True)
 
 
-def _looks_like_path(source: str | Path) -> bool:
+def looks_like_path(source: str | Path) -> bool:
     text = str(source)
     return isinstance(source, Path) or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text

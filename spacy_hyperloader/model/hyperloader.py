@@ -146,6 +146,12 @@ class HyperLoaderModel(nn.Module):
             for stack, sites in per_task[0].items()
         }
 
+    def invalidate_generated_weights(self) -> None:
+        """Forget cached per-task weights. Needed after updates that swap ``param.data`` (thinc's
+        optimizers do), which tensor version counters cannot always see."""
+        self._cache.clear()
+        self._cache_key = None
+
     def _generate(self, task_ids: Tensor) -> dict[str, dict[str, SiteWeights]]:
         vectors = self.task_embedding(task_ids)
         return {stack: hyper(vectors) for stack, hyper in self.hypernetworks.items()}

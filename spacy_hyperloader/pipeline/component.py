@@ -1,0 +1,367 @@
+"""The ``hyperloader`` pipeline component: one HyperLoader model, many labelling tasks."""
+
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import srsly
+import torch
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples
+from spacy.util import SimpleFrozenList, ensure_path
+from spacy.vocab import Vocab
+from thinc.api import Config, CupyOps, Model, Optimizer, get_current_ops
+
+from ..labeler import Labeler
+from ..model import HyperLoaderConfig, HyperLoaderModel
+from ..model.backbone import load_backbone
+from ..tokenizer import load_tokenizer
+from .architecture import MODEL_NAME, attach_labeler, get_labeler
+from .scorer import SCORER_NAME
+from .tasks import TaskSpec, parse_tasks
+
+DEFAULT_MODEL_CONFIG = f"""
+[model]
+@architectures = "{MODEL_NAME}"
+backbone = "t5-small"
+tokenizer = null
+variant = "hyperloader"
+train_backbone = false
+restrict_vocabulary = false
+label_smoothing = 0.1
+loss_reduction = "sum"
+max_source_tokens = 128
+max_target_tokens = 128
+adapter_bottleneck = null
+lora_rank = 8
+lora_alpha = 8.0
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+CFG_NAME = "cfg.json"
+MODEL_DIR = "model"
+
+
+@Language.factory(
+    "hyperloader",
+    assigns=["doc.ents", "token.tag", "token.pos", "doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "tasks": {},
+        "active_tasks": None,
+        "batch_size": 64,
+        "scorer": {"@scorers": SCORER_NAME},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "tag_acc": 1.0, "pos_acc": 0.0},
+)
+def make_hyperloader(
+    nlp: Language,
+    name: str,
+    model: Model,
+    tasks: dict[str, dict[str, Any]],
+    active_tasks: list[str] | None,
+    batch_size: int,
+    scorer: Callable[..., dict[str, Any]] | None,
+) -> "HyperLoaderComponent":
+    return HyperLoaderComponent(
+        nlp.vocab, model, name, tasks=tasks, active_tasks=active_tasks, batch_size=batch_size, scorer=scorer
+    )
+
+
+class HyperLoaderComponent(TrainablePipe):
+    """Annotates ``doc.ents``, ``token.tag_``/``pos_`` and ``doc.spans[key]`` from one model.
+
+    ``active_tasks`` chooses which tasks run (``None``: all); change it at run time with the
+    property or, for a block of calls, ``with component.use_tasks("ner"):``.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "hyperloader",
+        *,
+        tasks: dict[str, dict[str, Any]],
+        active_tasks: Sequence[str] | None = None,
+        batch_size: int = 64,
+        scorer: Callable[..., dict[str, Any]] | None = None,
+    ) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        if batch_size < 1:
+            raise ValueError(f"hyperloader batch_size must be at least 1, got {batch_size}.")
+        self.cfg: dict[str, Any] = {"batch_size": batch_size}
+        self._tasks = parse_tasks(tasks)
+        self._active: list[str] | None = None
+        self.active_tasks = active_tasks
+        self.scorer = scorer
+
+    # ------------------------------------------------------------------ tasks
+    @property
+    def tasks(self) -> list[TaskSpec]:
+        return list(self._tasks)
+
+    def task(self, name: str) -> TaskSpec:
+        for task in self._tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"Unknown task {name!r}; this component has: {', '.join(self.task_names)}.")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self._tasks]
+
+    @property
+    def active_tasks(self) -> list[str]:
+        return list(self.task_names if self._active is None else self._active)
+
+    @active_tasks.setter
+    def active_tasks(self, names: Sequence[str] | str | None) -> None:
+        if names is None:
+            self._active = None
+            return
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            self.task(name)  # raises for an unknown task, naming the known ones
+        self._active = list(dict.fromkeys(names))
+
+    @contextmanager
+    def use_tasks(self, *names: str) -> Iterator[None]:
+        """Run only these tasks inside the block (task switching without reloading)."""
+        previous = self._active
+        self.active_tasks = list(names)
+        try:
+            yield
+        finally:
+            self._active = previous
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(f"{t.name}:{label}" for t in self._tasks for label in t.labels)
+
+    @property
+    def label_data(self) -> dict[str, list[str]]:
+        return {t.name: list(t.labels) for t in self._tasks}
+
+    def add_label(self, label: str, task: str | None = None) -> int:
+        if task is None:
+            if len(self._tasks) != 1:
+                raise ValueError(f"add_label needs task= (one of {self.task_names}) when there are several tasks.")
+            task = self._tasks[0].name
+        spec = self.task(task)
+        if label in spec.labels:
+            return 0
+        spec.validate_labels([label])
+        if get_labeler(self.model) is not None:
+            raise ValueError(
+                f"Cannot add label {label!r} to task {task!r} after the model was created; "
+                f"add labels before nlp.initialize()."
+            )
+        spec.labels.append(label)
+        return 1
+
+    # ------------------------------------------------------------------ model
+    @property
+    def labeler(self) -> Labeler:
+        labeler = get_labeler(self.model)
+        if labeler is None:
+            raise ValueError(
+                f"The '{self.name}' component has no model yet: call nlp.initialize() (to train) "
+                f"or load a trained pipeline with spacy.load()."
+            )
+        return labeler
+
+    def _device(self) -> torch.device:
+        return torch.device("cuda") if isinstance(get_current_ops(), CupyOps) else torch.device("cpu")
+
+    def _build_labeler(self) -> Labeler:
+        settings = self.model.attrs["settings"]
+        missing = [t.name for t in self._tasks if not t.labels]
+        if missing:
+            raise ValueError(
+                f"Tasks {missing} have no labels: the training examples carry no gold annotation for "
+                f"them and none were given. Add `labels` to the task config or fix the corpus."
+            )
+        backbone = load_backbone(settings["backbone"])
+        tokenizer = load_tokenizer(settings["tokenizer"] or settings["backbone"])
+        config = HyperLoaderConfig(
+            tasks=self.task_names, variant=settings["variant"], train_backbone=settings["train_backbone"],
+            adapter_bottleneck=settings["adapter_bottleneck"], lora_rank=settings["lora_rank"],
+            lora_alpha=settings["lora_alpha"],
+        )
+        model = HyperLoaderModel(backbone, config, backbone_source=settings["backbone"]).to(self._device())
+        return Labeler(
+            model, tokenizer, [t.task_labels() for t in self._tasks],
+            max_source_tokens=settings["max_source_tokens"], max_target_tokens=settings["max_target_tokens"],
+        )
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Language | None = None,
+        labels: dict[str, Sequence[str]] | None = None,
+    ) -> None:
+        validate_examples(get_examples(), "HyperLoaderComponent.initialize")
+        if labels is not None:
+            unknown = sorted(set(labels) - set(self.task_names))
+            if unknown:
+                raise ValueError(f"Labels given for unknown tasks {unknown}; tasks are {self.task_names}.")
+            for name, task_labels in labels.items():
+                spec = self.task(name)
+                spec.validate_labels(task_labels)
+                spec.labels = list(dict.fromkeys(task_labels))
+        else:
+            found: dict[str, set[str]] = {t.name: set() for t in self._tasks}
+            for example in get_examples():
+                for task in self._tasks:
+                    if task.has_gold(example.reference):
+                        found[task.name].update(task.gold_labels(example.reference))
+            for task in self._tasks:
+                new = sorted(found[task.name] - set(task.labels))
+                task.validate_labels(new)
+                task.labels.extend(new)
+        attach_labeler(self.model, self._build_labeler())
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, docs: Iterable[Doc]) -> list[dict[str, list[str]]]:
+        docs = list(docs)
+        active = self.active_tasks
+        items, owners = [], []
+        for i, doc in enumerate(docs):
+            if len(doc) == 0:
+                continue
+            words = [t.text for t in doc]
+            for name in active:
+                items.append((name, words))
+                owners.append((i, name))
+        preds: list[dict[str, list[str]]] = [{} for _ in docs]
+        if not items:
+            return preds
+        tags = self.labeler.predict(items, batch_size=self.cfg["batch_size"])
+        for (i, name), doc_tags in zip(owners, tags):
+            preds[i][name] = doc_tags
+        return preds
+
+    def set_annotations(self, docs: Iterable[Doc], preds: list[dict[str, list[str]]]) -> None:
+        for doc, by_task in zip(docs, preds):
+            for name, tags in by_task.items():
+                self.task(name).write(doc, tags)
+
+    # ------------------------------------------------------------------ training
+    def _items(self, examples: Iterable[Example]) -> list[tuple[str, list[str], list[str]]]:
+        items = []
+        for example in examples:
+            ref = example.reference
+            words = [t.text for t in ref]
+            for task in self._tasks:
+                if task.has_gold(ref):
+                    items.append((task.name, words, task.gold_tags(ref)))
+        return items
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optimizer | None = None,
+        losses: dict[str, float] | None = None,
+    ) -> dict[str, float]:
+        """One seq2seq example per (doc, task) whose gold the reference doc carries, one mixed batch."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "HyperLoaderComponent.update")
+        items = self._items(examples)
+        if not items:
+            return losses
+        labeler = self.labeler
+        settings = self.model.attrs["settings"]
+        labeler.model.train()
+        loss = labeler.loss(
+            items, label_smoothing=settings["label_smoothing"], reduction=settings["loss_reduction"],
+            restrict_vocabulary=settings["restrict_vocabulary"],
+        )
+        if not torch.isfinite(loss):
+            raise ValueError(f"The hyperloader loss is {loss.item()}; lower the learning rate or use loss_reduction='mean'.")
+        loss.backward()
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += float(loss.detach())
+        return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        self.model.finish_update(sgd)
+        self.labeler.model.invalidate_generated_weights()
+
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> tuple[float, Any]:
+        raise NotImplementedError("The hyperloader component computes its loss inside update().")
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        validate_examples(examples, "HyperLoaderComponent.score")
+        return self.scorer(examples, tasks=[self.task(n) for n in self.active_tasks], **kwargs)
+
+    # ------------------------------------------------------------------ serialization
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> None:
+        path = ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "tasks": {t.name: t.to_config() for t in self._tasks},
+            "active_tasks": self._active,
+            "batch_size": self.cfg["batch_size"],
+        }
+        srsly.write_json(path / CFG_NAME, cfg)
+        if "model" not in exclude and get_labeler(self.model) is not None:
+            self.labeler.save(path / MODEL_DIR, save_backbone=True)
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> "HyperLoaderComponent":
+        path = ensure_path(path)
+        cfg = srsly.read_json(path / CFG_NAME)
+        saved = parse_tasks(cfg["tasks"])
+        if [t.name for t in saved] != self.task_names:
+            raise ValueError(
+                f"The saved '{self.name}' component has tasks {[t.name for t in saved]}, but its config "
+                f"names {self.task_names}. Task lists must match to load the weights."
+            )
+        for mine, theirs in zip(self._tasks, saved):
+            unknown = sorted(set(mine.labels) - set(theirs.labels))
+            if unknown:
+                raise ValueError(
+                    f"Labels {unknown} of task {mine.name!r} in the config are unknown to the saved model; "
+                    f"remove them or retrain."
+                )
+        self._tasks = saved
+        self._active = cfg.get("active_tasks")
+        self.cfg["batch_size"] = cfg.get("batch_size", self.cfg["batch_size"])
+        if "model" not in exclude and (path / MODEL_DIR).is_dir():
+            labeler = Labeler.load(path / MODEL_DIR)
+            labeler.model.to(self._device())
+            attach_labeler(self.model, labeler)
+        return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = SimpleFrozenList()) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.to_disk(tmp, exclude=exclude)
+            root = Path(tmp)
+            files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        return srsly.msgpack_dumps(files)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "HyperLoaderComponent":
+        files = srsly.msgpack_loads(bytes_data)
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            for rel, data in files.items():
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            self.from_disk(tmp, exclude=exclude)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self
