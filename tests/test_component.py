@@ -111,6 +111,14 @@ def test_save_load_and_bytes_round_trip(trained, tmp_path):
     assert [annotations(d) for d in fresh.pipe(texts, batch_size=2)] == before
 
 
+def test_multiprocess_pipe_equals_single_process(trained):
+    nlp, *_ = trained
+    texts = [" ".join(w) for w, *_ in TRAIN] * 4
+    assert [annotations(d) for d in nlp.pipe(texts, n_process=2, batch_size=3)] == [
+        annotations(d) for d in nlp.pipe(texts)
+    ]
+
+
 def test_task_switching_leaves_other_annotation_alone(trained):
     nlp, *_ = trained
     pipe = nlp.get_pipe("hyperloader")

@@ -1,6 +1,7 @@
 """The ``hyperloader`` pipeline component: one HyperLoader model, many labelling tasks."""
 
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,6 +46,15 @@ lora_alpha = 8.0
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 CFG_NAME = "cfg.json"
 MODEL_DIR = "model"
+
+
+def _single_threaded_torch_after_fork() -> None:
+    # GNU OpenMP's thread pool does not survive fork(): a forked worker (nlp.pipe(n_process=2))
+    # would hang in its first parallel op. One intra-op thread per worker avoids the pool.
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_single_threaded_torch_after_fork)
 
 
 @Language.factory(
