@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from .backbone_init import SHAPES
+from .corpora import FORMATS
+
 app = typer.Typer(
     name="spacy-hyperloader",
     help="HyperLoader multi-task sequence labelling for spaCy.",
@@ -52,3 +55,106 @@ def params(
     typer.echo(f"task embeddings: {model.task_embedding.weight.numel():,}")
     typer.echo(f"variant={hl_config.variant} layers={backbone_config.num_layers}+{backbone_config.num_decoder_layers} d_model={backbone_config.d_model}")
     typer.echo(f"trainable={trainable} total={total} percent={100 * trainable / total:.4f}")
+
+
+def _fail(message: str) -> None:
+    """A clean error: the message on stderr, exit status 1, no traceback."""
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+_FORMATS_HELP = "\n\n".join(f"{name}: {spec.description}. INPUT is {spec.input}." for name, spec in FORMATS.items())
+
+
+@app.command(
+    help=(
+        "Convert a corpus to a spaCy DocBin (.spacy), one Doc per sentence, and print what was "
+        "written; the last line is the summary (sentences, tokens, entities, chunk spans).\n\n"
+        f"Formats:\n\n{_FORMATS_HELP}"
+    ),
+)
+def convert(
+    format: str = typer.Argument(..., metavar="FORMAT", help=f"Corpus format: {', '.join(FORMATS)}."),
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="The corpus file (a split directory for seq)."),
+    output_path: Path = typer.Argument(..., metavar="OUTPUT", help="The .spacy file to write (folders are created)."),
+    fraction: float = typer.Option(1.0, "--fraction", help="Keep this fraction of the sentences, in (0, 1]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --fraction sample."),
+    spans_key: str = typer.Option(
+        None, "--spans-key",
+        help="Store the corpus's entities (NER labels or slots) in doc.spans[KEY] instead of doc.ents, "
+        "for a task with target = \"spans\" and spans_key = KEY (every doc gets the key, empty when it has none).",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    from spacy.tokens import DocBin
+
+    from .corpora import convert as convert_corpus
+    from .corpora import read_docs
+
+    try:
+        if spans_key is None:
+            stats = convert_corpus(format, input_path, output_path, fraction=fraction, seed=seed, progress=progress)
+        else:
+            if not spans_key.strip():
+                raise ValueError("--spans-key must not be empty")
+            docs, stats = read_docs(format, input_path, fraction=fraction, seed=seed, progress=progress)
+            for doc in docs:
+                doc.spans[spans_key] = list(doc.ents)
+                doc.set_ents([], default="missing")
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            DocBin(docs=docs, store_user_data=True).to_disk(output_path)
+            stats.output_path = str(output_path)
+    except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+        _fail(str(err))
+    where = f" (entities in doc.spans[{spans_key!r}])" if spans_key is not None else ""
+    typer.echo(f"Wrote {output_path}{where}")
+    typer.echo(stats.summary())
+
+
+@app.command("init-backbone")
+def init_backbone_command(
+    output_dir: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="The model directory to write."),
+    shape: str = typer.Option(
+        ..., "--shape", metavar="[" + "|".join(SHAPES) + "]",
+        help="Model shape (T5 v1.0 style): tiny 64/256 2+2 layers, mini 256/1024 4+4, small = t5-small, base = t5-base.",
+    ),
+    vocab: Path = typer.Option(
+        None, "--vocab", help="An existing vocabulary: a SentencePiece .model file, a tokenizer.json or a tokenizer directory.",
+    ),
+    train_text: list[Path] = typer.Option(
+        None, "--train-text",
+        help="Train a SentencePiece vocabulary on this text (repeatable): .txt files, directories of .txt/.spacy files, "
+        ".spacy DocBins, NLTK corpus .zip files.",
+    ),
+    vocab_size: int = typer.Option(8000, "--vocab-size", min=1, help="At most this many SentencePiece pieces (with --train-text)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights and of the text sample."),
+    max_sentences: int = typer.Option(2_000_000, "--max-sentences", min=1, help="Train the vocabulary on at most this many lines (sampled)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a non-empty OUTPUT_DIR."),
+) -> None:
+    """Save a T5 backbone with random weights and a T5-style vocabulary as a local HF model directory.
+
+    The directory (config.json, model.safetensors, tokenizer files) loads offline with AutoModelForSeq2SeqLM.from_pretrained and can be a pipeline's backbone. Give exactly one of --vocab and --train-text. The last line is `shape=... parameters=... vocab_size=...`.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+    from wasabi import msg
+
+    from .backbone_init import count_parameters, init_backbone
+    from .tokenizer import load_tokenizer
+
+    if shape not in SHAPES:
+        raise typer.BadParameter(f"unknown shape {shape!r}; valid shapes: {', '.join(SHAPES)}", param_hint="'--shape'")
+    try:
+        path = init_backbone(
+            output_dir, shape, vocab=vocab, train_text=train_text or (), vocab_size=vocab_size, seed=seed,
+            force=force, max_sentences=max_sentences, log=msg.info, progress=True,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        _fail(str(err))
+    # read the directory back: the counts are those of what was saved
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    with torch.device("meta"):
+        n_params = count_parameters(AutoModelForSeq2SeqLM.from_config(config))
+    n_vocab = len(load_tokenizer(path))
+    msg.good(f"Saved a {shape} T5 backbone with random weights to {path}")
+    typer.echo(f"shape={shape} parameters={n_params} vocab_size={n_vocab}")

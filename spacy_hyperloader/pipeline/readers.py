@@ -36,15 +36,15 @@ def create_multi_corpus(
     """
     if not paths:
         raise ValueError(f"{READER_NAME} needs at least one corpus in `paths` (name -> .spacy path).")
-    for name, path in paths.items():
-        if not Path(path).exists():
-            raise FileNotFoundError(f"Corpus {name!r}: {path} does not exist. Run the project's convert step first.")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}.")
     epoch = 0
 
     def read(nlp: Language) -> Iterator[Example]:
         nonlocal epoch
+        for name, path in paths.items():  # checked when read, so configs validate with placeholders
+            if not Path(path).exists():
+                raise FileNotFoundError(f"Corpus {name!r}: {path} does not exist. Run the project's convert step first.")
         corpora = {
             name: [_mark(eg, name) if mark_tasks else eg for eg in Corpus(path, max_length=max_length, limit=limit)(nlp)]
             for name, path in paths.items()
