@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5TokenizerFast
 
-from .model.backbone import looks_like_path
+from .model.backbone import check_local_source
 
 N_SENTINELS = 100
 
@@ -49,12 +49,7 @@ def train_sentencepiece(
 
 def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
     """From a tokenizer directory, a SentencePiece ``.model`` file, a ``tokenizer.json`` or a hub name."""
-    path = Path(source)
-    if looks_like_path(source) and not path.exists():
-        raise FileNotFoundError(
-            f"Tokenizer {str(source)!r} does not exist. Give a tokenizer directory, a SentencePiece "
-            f".model file, a tokenizer.json, or a hub name."
-        )
+    path = check_local_source(source, "Tokenizer", "a tokenizer directory, a SentencePiece .model file or a tokenizer.json")
     if path.suffix == ".model" and path.is_file():
         return T5TokenizerFast(vocab_file=str(path), extra_ids=N_SENTINELS)
     if path.name == "tokenizer.json" and path.is_file():

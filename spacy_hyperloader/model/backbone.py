@@ -17,15 +17,9 @@ def load_backbone_config(source: str | Path | dict[str, Any] | PretrainedConfig)
         data = dict(source)
         model_type = data.pop("model_type", "t5")
         return AutoConfig.for_model(model_type, **data)
-    path = Path(source)
+    path = check_local_source(source, "Backbone config", "a T5 config JSON file or a local model directory")
     if path.is_file():
-        data = json.loads(path.read_text(encoding="utf8"))
-        return load_backbone_config(data)
-    if looks_like_path(source) and not path.exists():
-        raise FileNotFoundError(
-            f"Backbone config {str(source)!r} does not exist. Pass a T5 config JSON file, a local "
-            f"model directory (with config.json), or a hub name such as 't5-base'."
-        )
+        return load_backbone_config(json.loads(path.read_text(encoding="utf8")))
     return AutoConfig.from_pretrained(str(source))
 
 
@@ -36,18 +30,23 @@ def build_backbone(config: str | Path | dict[str, Any] | PretrainedConfig) -> Pr
 
 def load_backbone(source: str | Path) -> PreTrainedModel:
     """Pretrained weights from a local directory or hub name; safetensors only, never pickle."""
-    path = Path(source)
-    if looks_like_path(source) and not path.is_dir():
-        raise FileNotFoundError(
-            f"Backbone directory {str(source)!r} does not exist. Give a local model directory (for "
-            f"example one made by `python -m spacy_hyperloader init-backbone`) or a hub name."
-        )
+    path = check_local_source(
+        source, "Backbone directory", "a local model directory (e.g. made by `python -m spacy_hyperloader init-backbone`)"
+    )
     if path.is_dir() and not any(path.glob("*.safetensors")):
         raise ValueError(
             f"Backbone directory {str(source)!r} has no *.safetensors weights. Re-save it with "
             f"`model.save_pretrained(dir, safe_serialization=True)`; pickled weights are not loaded."
         )
     return AutoModelForSeq2SeqLM.from_pretrained(str(source), use_safetensors=True)
+
+
+def check_local_source(source: str | Path, what: str, expected: str) -> Path:
+    """A source that looks like a path must exist; anything else is taken for a hub name."""
+    path = Path(source)
+    if looks_like_path(source) and not path.exists():
+        raise FileNotFoundError(f"{what} {str(source)!r} does not exist. Give {expected}, or a hub name.")
+    return path
 
 
 def looks_like_path(source: str | Path) -> bool:
