@@ -226,11 +226,15 @@ def test_save_load_round_trip_without_pickle(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load (pickle) was called"))
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("pickle.load was called"))
     loaded = HyperLoaderModel.from_pretrained(tmp_path / "m").eval()
-    task_ids, input_ids, mask, decoder = _batch(tokenizer, [1, 0, 1])
+    _assert_identical_outputs(loaded, model, tokenizer, [1, 0, 1])
+
+
+def _assert_identical_outputs(a, b, tokenizer, task_ids):
+    task_ids, input_ids, mask, decoder = _batch(tokenizer, task_ids)
     with torch.no_grad():
         torch.testing.assert_close(
-            loaded.sequence_logits(task_ids, input_ids, mask, decoder),
-            model.sequence_logits(task_ids, input_ids, mask, decoder), rtol=0, atol=0,
+            a.sequence_logits(task_ids, input_ids, mask, decoder),
+            b.sequence_logits(task_ids, input_ids, mask, decoder), rtol=0, atol=0,
         )
 
 
@@ -241,12 +245,7 @@ def test_pretrained_backbone_is_named_not_copied(tokenizer, tmp_path):
     model.save_pretrained(tmp_path / "m")
     assert not (tmp_path / "m" / "backbone").exists()
     loaded = HyperLoaderModel.from_pretrained(tmp_path / "m").eval()
-    task_ids, input_ids, mask, decoder = _batch(tokenizer, [0, 1])
-    with torch.no_grad():
-        torch.testing.assert_close(
-            loaded.sequence_logits(task_ids, input_ids, mask, decoder),
-            model.sequence_logits(task_ids, input_ids, mask, decoder), rtol=0, atol=0,
-        )
+    _assert_identical_outputs(loaded, model, tokenizer, [0, 1])
 
 
 def test_loading_refuses_pickled_or_missing_backbones(tokenizer, tmp_path):
