@@ -88,14 +88,14 @@ class Labeler:
         self.max_source_tokens = max_source_tokens
         self.max_target_tokens = max_target_tokens
         self._trie: LabelTrie | None = None
-        self._label_lengths: list[dict[str, int]] = []
+        self._label_pieces: list[dict[str, list[int]]] = []
         self.refresh_labels()
 
     # ------------------------------------------------------------------ labels
     def refresh_labels(self) -> None:
         """Rebuild the decoding trie; call after adding labels to a task."""
         piece_ids = [self.codec.label_piece_ids(t.targets) for t in self.tasks]
-        self._label_lengths = [dict(zip(t.targets, (len(p) for p in pieces))) for t, pieces in zip(self.tasks, piece_ids)]
+        self._label_pieces = [dict(zip(t.targets, pieces)) for t, pieces in zip(self.tasks, piece_ids)]
         if all(t.labels for t in self.tasks):
             self._trie = LabelTrie.build(piece_ids, task_names=[t.name for t in self.tasks])
         else:
@@ -119,17 +119,24 @@ class Labeler:
         return self.model.task_embedding.weight.device
 
     # ------------------------------------------------------------------ encoding
+    def _longest_label(self, task: int) -> int:
+        return max(map(len, self._label_pieces[task].values()), default=1)
+
+    def _target_pieces(self, task: int, targets: Sequence[str]) -> list[list[int]]:
+        """Label ids of each target, from the cache built with the trie (tokenizing only unknown ones)."""
+        known = self._label_pieces[task]
+        unknown = [t for t in dict.fromkeys(targets) if t not in known]
+        extra = dict(zip(unknown, self.codec.label_piece_ids(unknown)))
+        return [known[t] if t in known else extra[t] for t in targets]
+
     def _segments(
-        self, task: int, words: Sequence[str], targets: Sequence[str] | None
+        self, task: int, words: Sequence[str], target_lengths: Sequence[int] | None
     ) -> tuple[list[range], list[list[int]]]:
-        """Segment ranges within the budgets, and each word's subword ids."""
+        """Segment ranges within the budgets, and each word's subword ids. Without target lengths
+        (prediction) every word is budgeted for the task's longest label."""
         word_pieces = self.codec.piece_ids(words)
-        lengths = self._label_lengths[task]
-        if targets is None:
-            longest = max(lengths.values(), default=1)
-            target_lengths = [longest] * len(words)
-        else:
-            target_lengths = [lengths.get(t) or len(self.codec.label_piece_ids([t])[0]) for t in targets]
+        if target_lengths is None:
+            target_lengths = [self._longest_label(task)] * len(words)
         ranges = plan_segments(
             [len(p) for p in word_pieces], target_lengths,
             max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens,
@@ -163,11 +170,13 @@ class Labeler:
             if len(words) != len(tags):
                 raise ValueError(f"{len(words)} words but {len(tags)} tags in an example of task {task_name!r}.")
             spec = self.tasks[t]
-            ranges, word_pieces = self._segments(t, words, spec.to_targets(tags))
+            lengths = [len(p) for p in self._target_pieces(t, spec.to_targets(tags))]
+            ranges, word_pieces = self._segments(t, words, lengths)
             for r in ranges:
+                # simplified per segment: a span cut by a boundary restarts as a type label
                 seg_targets = spec.to_targets(list(tags)[r.start : r.stop])
                 sources.append(self.codec.interleave(word_pieces[r.start : r.stop]))
-                targets.append(self.codec.interleave(self.codec.label_piece_ids(seg_targets)))
+                targets.append(self.codec.interleave(self._target_pieces(t, seg_targets)))
                 task_ids.append(t)
         if not sources:
             raise ValueError("No words to learn from in this batch.")
@@ -235,7 +244,7 @@ class Labeler:
             return [
                 [self.tasks[s.task].targets[j] for j in row[: len(s.words)]] for s, row in zip(chunk, indices)
             ]
-        longest = max(max(self._label_lengths[s.task].values(), default=1) for s in chunk)
+        longest = max(self._longest_label(s.task) for s in chunk)
         budget = int(n_words.max()) * (longest + 1) + 2
         generated = unconstrained_greedy(
             self.model, task_ids=task_ids, input_ids=input_ids, attention_mask=mask, max_new_tokens=budget
