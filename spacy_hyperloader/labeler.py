@@ -170,7 +170,15 @@ class Labeler:
             if len(words) != len(tags):
                 raise ValueError(f"{len(words)} words but {len(tags)} tags in an example of task {task_name!r}.")
             spec = self.tasks[t]
-            lengths = [len(p) for p in self._target_pieces(t, spec.to_targets(tags))]
+            sentence_targets = spec.to_targets(tags)
+            if restrict_vocabulary:
+                unknown = sorted(set(sentence_targets) - set(self._label_pieces[t]))
+                if unknown:
+                    raise ValueError(
+                        f"Task {task_name!r} has no label(s) {unknown}: the restricted-vocabulary loss "
+                        f"cannot score them. Add them to the task's labels before training."
+                    )
+            lengths = [len(p) for p in self._target_pieces(t, sentence_targets)]
             ranges, word_pieces = self._segments(t, words, lengths)
             for r in ranges:
                 # simplified per segment: a span cut by a boundary restarts as a type label

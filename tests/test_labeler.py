@@ -79,6 +79,9 @@ def test_tasks_and_labels_are_checked(tokenizer):
         Labeler(labeler.model, tokenizer, [TaskLabels("pos", "tags", ["NN"]), TaskLabels("ner", "bio", ["PER"])])
     with pytest.raises(ValueError, match="2 words but 1 tags"):
         labeler.loss([("ner", ["a", "b"], ["O"])])
+    with pytest.raises(ValueError, match=r"no label\(s\) \['DATE'\]"):
+        labeler.loss([("ner", ["May", "1"], ["B-DATE", "I-DATE"])], restrict_vocabulary=True)
+    assert labeler.loss([("ner", ["May", "1"], ["B-DATE", "I-DATE"])]) > 0  # the full vocabulary can
 
 
 @pytest.mark.parametrize("restrict", [False, True], ids=["full-vocab", "label-vocab"])
