@@ -129,7 +129,7 @@ class HyperLoaderModel(nn.Module):
             return self._generate(task_ids)
         key = self._parameter_versions()
         if key != self._cache_key:
-            self._cache.clear()
+            self.invalidate_generated_weights()
             self._cache_key = key
         per_task = []
         for task in task_ids.tolist():
@@ -158,7 +158,7 @@ class HyperLoaderModel(nn.Module):
 
     def _parameter_versions(self) -> tuple:
         params = [self.task_embedding.weight, *self.hypernetworks.parameters()]
-        return tuple((p.data_ptr(), p._version, p.dtype) for p in params) + (self.training,)
+        return tuple((p.data_ptr(), p._version, p.dtype) for p in params)
 
     def _site_hook(self, stack: str, layer: int, site: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor:
         ctx = self._context
