@@ -153,7 +153,6 @@ def constrained_greedy(
     pending[:, 0] = decoder_start_id
     pending[:, 1] = sentinels[0]
     pending_len = torch.where(n_words > 0, 2, 0)
-    output_weight = model.backbone.get_output_embeddings().weight
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     decoder = model.backbone.get_decoder()
     positions = _RowPositions(decoder, batch, device)
@@ -181,7 +180,7 @@ def constrained_greedy(
             label_logits = label_logits.masked_fill(trie.child[node] == _NO_CHILD, float("-inf"))
             next_sentinel = sentinels[(word + 1).clamp(max=len(sentinels) - 1)]
             can_end = trie.label[node] >= 0
-            end_logit = _row_logits(model, hidden, output_weight, next_sentinel).masked_fill(~can_end, float("-inf"))
+            end_logit = model.project_rows(hidden, next_sentinel).masked_fill(~can_end, float("-inf"))
             best_column = label_logits.argmax(dim=1)
             ends = can_end & (end_logit >= label_logits.max(dim=1).values)
             stepped = trie.child[node, best_column].clamp(min=0)
@@ -250,14 +249,6 @@ class _RowPositions:
 
     def __exit__(self, *exc: object) -> None:
         del self.attention.compute_bias
-
-
-def _row_logits(model: HyperLoaderModel, hidden: Tensor, output_weight: Tensor, token_ids: Tensor) -> Tensor:
-    """The logit of one token per row (the sentinel that would end the current label)."""
-    bc = model.backbone.config
-    if getattr(bc, "tie_word_embeddings", False):
-        hidden = hidden * (bc.d_model**-0.5)
-    return (hidden * output_weight.index_select(0, token_ids)).sum(dim=-1)
 
 
 @torch.no_grad()

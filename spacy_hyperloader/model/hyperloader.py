@@ -188,15 +188,23 @@ class HyperLoaderModel(nn.Module):
         """Encoder states; call inside ``task_context``."""
         return self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
+    def _output_states(self, hidden: Tensor) -> Tensor:
+        bc = self.backbone.config
+        if getattr(bc, "tie_word_embeddings", False):  # T5 rescales before a tied output layer
+            hidden = hidden * (bc.d_model**-0.5)
+        return hidden
+
     def project(self, hidden: Tensor, vocab_ids: Tensor | None = None) -> Tensor:
         """Logits over the whole vocabulary or only over ``vocab_ids`` (restricted softmax)."""
-        bc = self.backbone.config
-        if getattr(bc, "tie_word_embeddings", False):
-            hidden = hidden * (bc.d_model**-0.5)
         weight = self.backbone.get_output_embeddings().weight
         if vocab_ids is not None:
             weight = weight.index_select(0, vocab_ids)
-        return F.linear(hidden, weight)
+        return F.linear(self._output_states(hidden), weight)
+
+    def project_rows(self, hidden: Tensor, token_ids: Tensor) -> Tensor:
+        """One logit per row: row i of ``hidden`` (batch, d_model) scored for ``token_ids[i]``."""
+        weight = self.backbone.get_output_embeddings().weight.index_select(0, token_ids)
+        return (self._output_states(hidden) * weight).sum(dim=-1)
 
     def sequence_logits(
         self,
