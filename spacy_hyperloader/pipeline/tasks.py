@@ -151,8 +151,7 @@ def parse_tasks(config: Mapping[str, Mapping[str, Any]]) -> list[TaskSpec]:
     keys = [s.spans_key for s in specs if s.target == "spans"]
     if len(keys) != len(set(keys)):
         raise ValueError(f"Two span tasks write the same doc.spans key: {keys}.")
-    for target in ("ents",):
-        owners = [s.name for s in specs if s.target == target]
-        if len(owners) > 1:
-            raise ValueError(f"Tasks {owners} all write doc.ents; give all but one target 'spans'.")
+    owners = [s.name for s in specs if s.target == "ents"]
+    if len(owners) > 1:
+        raise ValueError(f"Tasks {owners} all write doc.ents; give all but one target 'spans'.")
     return specs
