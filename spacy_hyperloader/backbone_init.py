@@ -12,10 +12,12 @@ always equals ``len(tokenizer)`` (SentencePiece pieces plus the 100 ``<extra_id_
 from __future__ import annotations
 
 import random
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .text_sources import expand_sources, iter_training_text, source_lines
+from .tokenizer import check_t5_tokenizer
 
 __all__ = ["SHAPES", "count_parameters", "init_backbone", "iter_training_text", "load_vocabulary", "train_vocabulary"]
 
@@ -38,11 +40,6 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 #: At most this many sentences (lines) train the SentencePiece model; more are sampled down.
 MAX_SENTENCES = 2_000_000
-# SentencePiece silently skips sentences over ``max_sentence_length`` (4192 bytes): split them.
-_MAX_LINE_CHARS = 2000
-# Members of NLTK corpus zips that are not corpus text.
-_SKIP_MEMBERS = {"readme", "contents", "cats.txt", "license", "license.txt", "citation.txt", "fileids"}
-_BINARY_SUFFIXES = {".zip", ".gz", ".xz", ".bz2", ".pickle", ".pkl", ".npy", ".bin", ".model", ".png", ".jpg", ".pdf"}
 # Files written by ``save_pretrained`` that ``force=True`` removes first, so none is left stale.
 _HF_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
@@ -89,109 +86,6 @@ def load_vocabulary(vocab: str | Path):
     return load_tokenizer(path)
 
 
-def _split_long(line: str) -> Iterator[str]:
-    while len(line) > _MAX_LINE_CHARS:
-        cut = line.rfind(" ", 0, _MAX_LINE_CHARS)
-        if cut <= 0:
-            cut = _MAX_LINE_CHARS
-        yield line[:cut]
-        line = line[cut:].lstrip()
-    if line:
-        yield line
-
-
-def _is_tagged(lines: Sequence[str]) -> bool:
-    """Whether the text is ``word/tag`` tokens (the Brown corpus and other tagged NLTK corpora)."""
-    tokens = [t for line in lines for t in line.split()][:500]
-    if len(tokens) < 5:
-        return False
-    tagged = sum(1 for t in tokens if "/" in t[1:] and not t.endswith("/") and "://" not in t)
-    return tagged / len(tokens) >= 0.9
-
-
-def _strip_tags(line: str) -> str:
-    return " ".join(t.rsplit("/", 1)[0] if "/" in t[1:] else t for t in line.split())
-
-
-def _text_lines(text: str, *, tagged: bool | None = None) -> Iterator[str]:
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    if tagged is None:
-        tagged = _is_tagged(lines[:50])
-    for line in lines:
-        if tagged:
-            line = _strip_tags(line)
-        yield from _split_long(line)
-
-
-def _zip_lines(path: Path) -> Iterator[str]:
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            name = info.filename.rsplit("/", 1)[-1]
-            if info.is_dir() or not name or name.startswith("."):
-                continue
-            if name.lower() in _SKIP_MEMBERS or name.lower().startswith("readme"):
-                continue
-            if Path(name).suffix.lower() in _BINARY_SUFFIXES:
-                continue
-            data = archive.read(info)
-            if b"\x00" in data[:4096]:
-                continue  # binary
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                text = data.decode("latin-1")
-            yield from _text_lines(text)
-
-
-def _docbin_lines(path: Path) -> Iterator[str]:
-    import spacy
-    from spacy.tokens import DocBin
-
-    vocab = spacy.blank("xx").vocab
-    for doc in DocBin().from_disk(path).get_docs(vocab):
-        words = [token.text for token in doc if token.text.strip()]
-        if words:
-            yield from _split_long(" ".join(words))
-
-
-def _file_lines(path: Path) -> Iterator[str]:
-    if path.suffix == ".spacy":
-        yield from _docbin_lines(path)
-    elif path.suffix == ".zip":
-        yield from _zip_lines(path)
-    else:
-        from .corpora.base import open_text  # transparent gzip / xz / bzip2
-
-        with open_text(path) as fh:
-            yield from _text_lines(fh.read())
-
-
-def _expand_sources(sources: Iterable[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for source in sources:
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"training text {str(source)!r} does not exist")
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".spacy"))
-            if not found:
-                raise ValueError(f"training text directory {path} has no .txt or .spacy files")
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
-
-
-def iter_training_text(sources: Iterable[str | Path]) -> Iterator[str]:
-    """Lines of text from ``.txt`` files (any other suffix is read as text too, gzip/xz/bzip2
-    decompressed), directories of ``.txt``/``.spacy`` files, ``.spacy`` DocBins (each doc's words
-    joined by spaces) and NLTK corpus ``.zip`` files (the text members; READMEs and binary
-    members skipped; ``word/tag`` corpora such as Brown have their tags stripped)."""
-    for path in _expand_sources(sources):
-        yield from _file_lines(path)
-
-
 def _sample(lines: Iterable[str], limit: int, seed: int) -> tuple[list[str], int]:
     """Reservoir sample of at most ``limit`` lines (all of them, in order, when there are fewer)."""
     rng = random.Random(seed)
@@ -221,8 +115,8 @@ def train_vocabulary(
     :func:`iter_training_text`); at most ``max_sentences`` lines, sampled with ``seed``."""
     from .tokenizer import train_sentencepiece
 
-    files = _expand_sources(sources)  # fail on a missing source before reading anything
-    lines: Iterable[str] = (line for path in files for line in _file_lines(path))
+    files = expand_sources(sources)  # fail on a missing source before reading anything
+    lines: Iterable[str] = (line for path in files for line in source_lines(path))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -249,17 +143,6 @@ def train_vocabulary(
 def count_parameters(model) -> int:
     """Distinct parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def _check_tokenizer(tokenizer, source: str) -> None:
-    sentinel = tokenizer.convert_tokens_to_ids("<extra_id_0>")
-    if sentinel is None or sentinel == tokenizer.unk_token_id:
-        raise ValueError(
-            f"vocabulary {source} has no <extra_id_N> sentinel tokens; HyperLoader's target format "
-            f"needs a T5-style vocabulary"
-        )
-    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
-        raise ValueError(f"vocabulary {source} has no pad or eos token; a T5-style vocabulary has pad 0 and </s> 1")
 
 
 def init_backbone(
@@ -307,7 +190,7 @@ def init_backbone(
             train_text, vocab_size=vocab_size, seed=seed, max_sentences=max_sentences, log=log, progress=progress
         )
         source = ", ".join(str(t) for t in train_text)
-    _check_tokenizer(tokenizer, source)
+    check_t5_tokenizer(tokenizer, source)
 
     config_values.update(
         vocab_size=len(tokenizer),

@@ -158,3 +158,68 @@ def init_backbone_command(
     n_vocab = len(load_tokenizer(path))
     msg.good(f"Saved a {shape} T5 backbone with random weights to {path}")
     typer.echo(f"shape={shape} parameters={n_params} vocab_size={n_vocab}")
+
+
+@app.command()
+def pretrain(
+    backbone: Path = typer.Argument(..., help="The T5 model directory to pretrain (made by init-backbone)."),
+    output_dir: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="Where the pretrained model, pretrain.json and checkpoint/ go."),
+    text: list[Path] = typer.Option(
+        ..., "--text",
+        help="Unlabelled training text (repeatable): .txt files, directories of .txt/.spacy files, .spacy DocBins "
+        "(train splits), NLTK corpus .zip files.",
+    ),
+    steps: int = typer.Option(10_000, "--steps", min=1, help="Stop after this many optimizer steps in total."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", min=0, help="Also stop after this many minutes (0: no limit)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Examples per step."),
+    input_length: int = typer.Option(128, "--input-length", min=3, help="Encoder tokens per packed example (T5: 512)."),
+    lr: float = typer.Option(1e-3, "--lr", min=0, help="Peak AdamW learning rate (warm-up, then 1/sqrt(step) decay)."),
+    warmup_steps: int = typer.Option(200, "--warmup-steps", min=0, help="Linear warm-up steps."),
+    dropout: float = typer.Option(0.0, "--dropout", min=0, max=1, help="Dropout while pretraining."),
+    noise_density: float = typer.Option(0.15, "--noise-density", help="Share of tokens hidden (T5: 0.15)."),
+    mean_span_length: float = typer.Option(3.0, "--mean-span-length", help="Mean length of a hidden span (T5: 3)."),
+    eval_every: int = typer.Option(200, "--eval-every", min=1, help="Held-out loss every this many steps."),
+    eval_examples: int = typer.Option(64, "--eval-examples", min=0, help="Held-out examples (0: no evaluation)."),
+    eval_fraction: float = typer.Option(0.01, "--eval-fraction", min=0, max=0.99, help="Share of text lines held out."),
+    save_every: int = typer.Option(200, "--save-every", min=1, help="Checkpoint every this many steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data order, the noise and dropout."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    bf16: bool = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA, off on the CPU)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
+    restart: bool = typer.Option(False, "--restart", help="Start over even if OUTPUT_DIR holds a checkpoint (overwrites it)."),
+    allow_eval_splits: bool = typer.Option(False, "--allow-eval-splits", help="Accept text files named like dev/test splits."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Pretrain a T5 backbone with span corruption (15% noise, mean span 3, T5's sentinels) on local text.
+
+    The text is streamed and packed into fixed-length examples. OUTPUT_DIR becomes an HF model directory a pipeline can name as its backbone. Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and stops; running the same command again resumes without losing a step. The last line is `steps=... tokens=... tokens_per_second=... held_out_loss=BEFORE->AFTER`.
+    """
+    import torch
+    from wasabi import msg
+
+    from .pretraining import PretrainConfig
+    from .pretraining import pretrain as run_pretraining
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        config = PretrainConfig(
+            steps=steps, max_minutes=max_minutes, batch_size=batch_size, input_length=input_length, lr=lr,
+            warmup_steps=warmup_steps, dropout=dropout, noise_density=noise_density,
+            mean_noise_span_length=mean_span_length, eval_every=eval_every, eval_examples=eval_examples,
+            eval_fraction=eval_fraction, save_every=save_every, seed=seed, device=device, bf16=bf16,
+        )
+        state = run_pretraining(
+            backbone, text, output_dir, config, resume=not restart, allow_eval_splits=allow_eval_splits,
+            progress=progress, log=msg.info,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        _fail(str(err))
+    rate = state.tokens / state.train_seconds if state.train_seconds else 0.0
+    losses = [e["loss"] for e in state.eval_loss]
+    held_out = f"{losses[0]:.4f}->{losses[-1]:.4f}" if losses else "n/a"
+    if not state.run["interrupted"]:
+        msg.good(f"Saved the pretrained backbone to {output_dir}")
+    typer.echo(f"steps={state.step} tokens={state.tokens} tokens_per_second={rate:.0f} held_out_loss={held_out}")
+    if state.run["interrupted"]:
+        raise typer.Exit(130)

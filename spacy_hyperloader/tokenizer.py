@@ -57,3 +57,26 @@ def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
     if path.is_dir():
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return AutoTokenizer.from_pretrained(str(source))
+
+
+def check_t5_tokenizer(tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """HyperLoader's format and span corruption both need T5's sentinels, pad and eos."""
+    sentinel = tokenizer.convert_tokens_to_ids("<extra_id_0>")
+    if sentinel is None or sentinel == tokenizer.unk_token_id:
+        raise ValueError(
+            f"vocabulary {source} has no <extra_id_N> sentinel tokens; HyperLoader's target format "
+            f"needs a T5-style vocabulary"
+        )
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ValueError(f"vocabulary {source} has no pad or eos token; a T5-style vocabulary has pad 0 and </s> 1")
+
+
+def sentinel_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids of ``<extra_id_0>``, ``<extra_id_1>``, ... as far as the vocabulary has them."""
+    ids = []
+    for i in range(N_SENTINELS):
+        token_id = tokenizer.convert_tokens_to_ids(f"<extra_id_{i}>")
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            break
+        ids.append(token_id)
+    return ids
