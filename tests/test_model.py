@@ -287,3 +287,57 @@ def test_runs_on_cuda(tokenizer):
         logits = model.sequence_logits(task_ids, input_ids, mask, decoder)
     cpu = model.cpu().sequence_logits(*(t.cpu() for t in (task_ids, input_ids, mask, decoder)))
     torch.testing.assert_close(logits.cpu(), cpu.detach(), atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- full fine-tuning
+
+
+def test_full_finetune_is_the_plain_backbone_all_trainable(tokenizer):
+    model = make_model(tokenizer, variant="full_finetune").eval()
+    assert model.config.train_backbone is True  # None resolves to the variant's default
+    assert len(model.hypernetworks) == 0
+    assert not any(m._forward_hooks for m in model.backbone.modules())
+    assert all(p.requires_grad for p in model.backbone.parameters())
+    assert not model.task_embedding.weight.requires_grad  # kept for the task-id interface, unused
+    trainable, total = model.parameter_counts()
+    assert trainable == total - model.task_embedding.weight.numel()
+    task_ids, input_ids, mask, decoder = _batch(tokenizer, [0, 1, 1])
+    with torch.no_grad():
+        logits = model.sequence_logits(task_ids, input_ids, mask, decoder)
+        plain = model.backbone(input_ids=input_ids, attention_mask=mask, decoder_input_ids=decoder).logits
+        torch.testing.assert_close(logits, plain, rtol=0, atol=0)
+        # the task id changes nothing, and task ids are still checked
+        torch.testing.assert_close(model.sequence_logits([1, 0, 0], input_ids, mask, decoder), logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="out of range"):
+        with model.task_context([2]):
+            pass
+
+
+def test_full_finetune_trains_saves_and_loads(tokenizer, tmp_path):
+    model = make_model(tokenizer, variant="full_finetune")
+    model.train()
+    params = model.trainable_parameters()
+    optimizer = build_optimizer(params, lr=1e-2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    task_ids, input_ids, mask, decoder = _batch(tokenizer, [0, 1])
+    logits = model.sequence_logits(task_ids, input_ids, mask, decoder)
+    optimizer_step(logits.logsumexp(-1).mean() - logits[..., 5].mean(), params, optimizer)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(n.startswith("backbone.") for n in moved)
+    model.eval().save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "backbone" / "model.safetensors").is_file()  # a trained backbone is saved
+    loaded = HyperLoaderModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.variant == "full_finetune" and loaded.config.train_backbone is True
+    _assert_identical_outputs(loaded, model, tokenizer, [1, 0])
+
+
+def test_full_finetune_needs_the_backbone_trained_and_counts_in_params(tmp_path):
+    with pytest.raises(ValueError, match="train_backbone=True"):
+        HyperLoaderConfig(tasks=["a"], variant="full_finetune", train_backbone=False)
+    assert HyperLoaderConfig(tasks=["a"]).train_backbone is False  # other variants keep the frozen default
+    config = tmp_path / "t5-base.json"
+    T5Config(**T5_BASE).to_json_file(config)
+    result = CliRunner().invoke(app, ["params", str(config), "--tasks", "7", "--variant", "full_finetune"])
+    assert result.exit_code == 0, result.output
+    backbone = 229_640_304 - 2 * 3_368_152 - 7 * 64  # t5-base: the hyperloader total minus its extras
+    assert f"trainable={backbone} total={backbone + 7 * 64} " in result.output  # 7 x 64 frozen task rows

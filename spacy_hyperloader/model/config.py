@@ -23,12 +23,19 @@ class Variant:
     def sites(self) -> tuple[str, ...]:
         return (ADAPTER_SITES if self.adapters else ()) + (LORA_SITES if self.lora else ())
 
+    @property
+    def generates_modules(self) -> bool:
+        """False for full fine-tuning: no hypernetworks, nothing injected, the backbone learns."""
+        return bool(self.sites)
+
 
 VARIANTS: dict[str, Variant] = {
     "hyperloader": Variant(adapters=True, lora=True),
     "adapters_only": Variant(adapters=True, lora=False),
     "lora_only": Variant(adapters=False, lora=True),
     "lora_per_site": Variant(adapters=True, lora=True, lora_heads_per_site=True),
+    # the baseline without generated modules: the plain backbone, all of it trained
+    "full_finetune": Variant(adapters=False, lora=False),
 }
 VARIANT_ALIASES = {"hyperformer++": "adapters_only", "hyperformer": "adapters_only"}
 
@@ -49,6 +56,8 @@ class HyperLoaderConfig:
 
     ``adapter_bottleneck`` of None means ``d_model // 32`` (24 for t5-base), as the authors.
     ``train_backbone`` unfreezes the whole backbone: needed when the backbone is not pretrained.
+    None means the variant's default: False, except for ``full_finetune`` (which generates
+    nothing, so only the backbone can learn: it requires True).
     """
 
     tasks: list[str] = field(default_factory=list)
@@ -62,12 +71,19 @@ class HyperLoaderConfig:
     projector_hidden_dim: int = 128
     projector_output_dim: int = 64
     adapter_layer_norm_eps: float = 1e-5
-    train_backbone: bool = False
+    train_backbone: bool | None = None
     train_backbone_layer_norms: bool = True
 
     def __post_init__(self) -> None:
         self.tasks = list(self.tasks)
-        resolve_variant(self.variant)
+        generates = resolve_variant(self.variant).generates_modules
+        if self.train_backbone is None:
+            self.train_backbone = not generates
+        elif not self.train_backbone and not generates:
+            raise ValueError(
+                f"Variant {self.variant!r} generates no modules, so nothing but the backbone can learn: "
+                f"it needs train_backbone=True (or None)."
+            )
         if not self.tasks:
             raise ValueError("HyperLoaderConfig needs at least one task name in `tasks`.")
         if len(set(self.tasks)) != len(self.tasks):

@@ -59,14 +59,19 @@ class HyperLoaderModel(nn.Module):
         layers = {"encoder": bc.num_layers, "decoder": bc.num_decoder_layers}
         attention_dim = bc.num_heads * bc.d_kv
         self.hypernetworks = nn.ModuleDict()
-        for stack, n_layers in layers.items():
-            stack_sites = tuple(
-                s for s in config.variant_spec.sites if stack in self.architecture.sites.get(s, {})
-            )
-            self.hypernetworks[stack] = StackHypernetwork(
-                config, n_layers=n_layers, d_model=bc.d_model, attention_dim=attention_dim,
-                stack_sites=stack_sites,
-            )
+        if config.variant_spec.generates_modules:
+            for stack, n_layers in layers.items():
+                stack_sites = tuple(
+                    s for s in config.variant_spec.sites if stack in self.architecture.sites.get(s, {})
+                )
+                self.hypernetworks[stack] = StackHypernetwork(
+                    config, n_layers=n_layers, d_model=bc.d_model, attention_dim=attention_dim,
+                    stack_sites=stack_sites,
+                )
+        else:
+            # Full fine-tuning: no hypernetwork, no hook; task ids are still checked but change
+            # nothing, so the (unused) task embedding is frozen rather than trained or saved.
+            self.task_embedding.weight.requires_grad_(False)
         self._freeze_backbone()
         self._context: _TaskContext | None = None
         self._cache: dict[int, dict[str, dict[str, SiteWeights]]] = {}
