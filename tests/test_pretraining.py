@@ -111,6 +111,21 @@ class WordTokenizer:
         return {"input_ids": [[self.ids[w] for w in line.split()] for line in batch]}
 
 
+def test_small_text_is_read_once_large_text_every_epoch(tokenizer, tmp_path, monkeypatch):
+    import spacy_hyperloader.pretraining.data as data_module
+
+    path, _ = _text(tmp_path, n_lines=100)
+    reads = []
+    real = data_module.source_lines
+    monkeypatch.setattr(data_module, "source_lines", lambda p: (reads.append(p), real(p))[1])
+    streams = {}
+    for limit in (32_000_000, 50, 0):  # all cached, cache given up in epoch 1, no cache
+        reads.clear()
+        streams[limit] = list(itertools.islice(_data(tokenizer, [path], cache_tokens=limit).train(), 160))  # 50 an epoch
+        assert len(reads) == (1 if limit > 50 else 4), limit
+    assert streams[32_000_000] == streams[50] == streams[0]
+
+
 def test_held_out_lines_never_train(tmp_path):
     path, lines = _text(tmp_path, n_lines=600)
     words = WordTokenizer(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from array import array
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,6 +55,9 @@ class PackedExamples:
     seed: int = 0
     eval_fraction: float = 0.01
     shuffle_buffer: int = 1000
+    cache_tokens: int = 32_000_000
+    """Text of at most this many tokens is tokenized once and kept (4 bytes a token); more is
+    re-read every epoch, so memory stays bounded whatever the corpus size."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.eval_fraction < 1:
@@ -63,17 +67,31 @@ class PackedExamples:
         self.files = expand_sources(self.sources)
 
     # ------------------------------------------------------------------ chunks
-    def _lines(self, files: Sequence[Path], keep: Callable[[str], bool]) -> Iterator[str]:
-        for path in files:
-            yield from (line for line in source_lines(path) if keep(line))
+    def _file_ids(self, path: Path, keep: Callable[[str], bool]) -> Iterator[list[int]]:
+        """Token ids of a file's kept lines, a few hundred lines at a time."""
+        lines = (line for line in source_lines(path) if keep(line))
+        while batch := list(itertools.islice(lines, _TOKENIZE_LINES)):
+            yield [t for ids in self.tokenizer(batch, add_special_tokens=False)["input_ids"] for t in ids]
 
-    def _chunks(self, lines: Iterable[str]) -> Iterator[list[int]]:
+    def _ids(
+        self, files: Sequence[Path], keep: Callable[[str], bool], cache: _TokenCache | None = None
+    ) -> Iterator[Sequence[int]]:
+        for path in files:
+            if cache is not None and path in cache:
+                yield cache[path]
+                continue
+            for ids in self._file_ids(path, keep):
+                if cache is not None:
+                    cache.add(path, ids)
+                yield ids
+            if cache is not None:
+                cache.finish(path)
+
+    def _chunks(self, pieces: Iterable[Sequence[int]]) -> Iterator[list[int]]:
         """Consecutive ``raw_length``-token pieces of the concatenated text; the tail is dropped."""
         buffer: list[int] = []
-        it = iter(lines)
-        while batch := list(itertools.islice(it, _TOKENIZE_LINES)):
-            for ids in self.tokenizer(batch, add_special_tokens=False)["input_ids"]:
-                buffer.extend(ids)
+        for ids in pieces:
+            buffer.extend(ids)
             start = 0
             while len(buffer) - start >= self.raw_length:
                 yield buffer[start : start + self.raw_length]
@@ -91,13 +109,14 @@ class PackedExamples:
         ``i`` is corrupted with its own seeded generator, so the stream is reproducible.
         """
         keep = (lambda line: not is_held_out(line, self.eval_fraction)) if self.eval_fraction else (lambda line: True)
+        cache = _TokenCache(self.cache_tokens)
         index = 0
         for epoch in itertools.count():
             rng = random.Random(f"{self.seed}:epoch:{epoch}")
             files = list(self.files)
             rng.shuffle(files)
             produced = 0
-            for chunk in _shuffled(self._chunks(self._lines(files, keep)), self.shuffle_buffer, rng):
+            for chunk in _shuffled(self._chunks(self._ids(files, keep, cache)), self.shuffle_buffer, rng):
                 produced += 1
                 if index >= skip:
                     yield self._example(chunk, f"{self.seed}:train:{index}")
@@ -113,8 +132,42 @@ class PackedExamples:
         seed, so losses of different runs compare."""
         if n <= 0 or not self.eval_fraction:
             return []
-        chunks = itertools.islice(self._chunks(self._lines(self.files, lambda line: is_held_out(line, self.eval_fraction))), n)
+        held_out = self._ids(self.files, lambda line: is_held_out(line, self.eval_fraction))
+        chunks = itertools.islice(self._chunks(held_out), n)
         return [self._example(chunk, f"held-out:{i}") for i, chunk in enumerate(chunks)]
+
+
+class _TokenCache:
+    """Token ids of whole files, for small corpora that many epochs would otherwise re-read."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.enabled = limit > 0
+        self.size = 0
+        self._ids: dict[Path, array] = {}
+        self._complete: set[Path] = set()
+
+    def __contains__(self, path: Path) -> bool:
+        return path in self._complete
+
+    def __getitem__(self, path: Path) -> array:
+        return self._ids[path]
+
+    def add(self, path: Path, ids: Sequence[int]) -> None:
+        if not self.enabled:
+            return
+        self.size += len(ids)
+        if self.size > self.limit:  # too big to keep: stream every epoch instead
+            self.enabled = False
+            self._ids.clear()
+            self._complete.clear()
+            return
+        self._ids.setdefault(path, array("I")).extend(ids)
+
+    def finish(self, path: Path) -> None:
+        if self.enabled:
+            self._ids.setdefault(path, array("I"))
+            self._complete.add(path)
 
 
 def _shuffled(items: Iterator[list[int]], size: int, rng: random.Random) -> Iterator[list[int]]:
