@@ -1,0 +1,248 @@
+"""Accuracy on the HyperLoader paper's six span tasks, per system and training-data fraction.
+
+Trains and tests MIT Movie Trivia, MIT Movie, MIT Restaurant, ATIS, SNIPS and mTOD (the
+corpora and files of project.yml's `paper` workflow; mTOP, the paper's seventh task, is not
+available offline) at the data fractions given (the paper: 100, 50, 20 and 10 % of train;
+the test split is always complete), for these systems:
+
+- ``hyperloader``: one model, generated adapters + LoRA + conditional layer norms (the paper);
+- ``adapters_only``: one model, generated adapters + conditional layer norms (HyperFormer++);
+- ``lora_only``: one model, generated LoRA only;
+- ``full_finetune``: one model, the whole backbone trained, nothing generated. SentT' has no
+  task prefix, so the only task signal it gets is constrained decoding's per-task label set;
+- ``single_task``: one separate hyperloader model per task, each trained for ``--steps`` steps
+  on its own task (the same steps PER MODEL, so six times the compute of one multi-task model).
+
+Multi-task models train on mixed-task batches whose tasks are drawn by temperature sampling
+(T = 10, as the paper), with AdamW, linear warm-up and decay, gradient clipping and the
+label-smoothed loss (``Labeler.loss``); all systems share ``--steps``, ``--batch-size``,
+``--lr`` and ``--seed``. The last step is evaluated (as the authors; the valid split is not
+used) with constrained decoding (``Labeler.predict``) and seqeval span F1 per task.
+
+The paper freezes a pretrained t5-base (only the generated modules and T5's layer norms learn)
+and trains 65,536 steps of 128 sentences. Without pretrained weights, ``--random-shape`` (or a
+``--backbone`` made by init-backbone) only measures how fast each system learns from scratch:
+``--train-backbone`` is then on by default for every system, which makes the adapter variants
+differ from full fine-tuning only by their generated modules.
+
+    python benchmarks/accuracy_paper.py --random-shape tiny --steps 3 --limit 8        # smoke
+    python benchmarks/accuracy_paper.py --backbone backbone_mini --steps 5000 --output metrics/accuracy_paper.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _common import (  # first: puts the checkout on sys.path
+    CorpusFile, MixedTaskBatches, add_common_arguments, backbone_source, bio_tags, percent, print_table,
+    require_paths, resolve_common, settings_of, train_loop, write_json,
+)
+
+import spacy
+import torch
+
+from spacy_hyperloader.labeler import Labeler, TaskLabels
+from spacy_hyperloader.metrics import span_scores
+from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel
+from spacy_hyperloader.model.training import build_optimizer, linear_warmup_decay, optimizer_step
+from spacy_hyperloader.tokenizer import load_tokenizer
+
+# name -> (format, train, test) under --data, as project.yml's convert-paper; short column name
+TASKS: dict[str, tuple[str, str, str, str]] = {
+    "mit_movie_trivia": ("mit", "paper/mit_movie_trivia/train", "paper/mit_movie_trivia/test", "Trivia"),
+    "mit_movie": ("mit", "paper/mit_movie/train", "paper/mit_movie/test", "Movie"),
+    "mit_restaurant": ("mit", "paper/mit_restaurant/train", "paper/mit_restaurant/test", "Restaurant"),
+    "atis": ("seq", "paper/atis/train", "paper/atis/test", "ATIS"),
+    "snips": ("seq", "paper/snips/train", "paper/snips/test", "SNIPS"),
+    "mtod": ("mtod", "paper/mtod/train-en.conllu", "paper/mtod/test-en.conllu", "mTOD"),
+}
+MULTI_TASK = {"hyperloader": "hyperloader", "adapters_only": "adapters_only", "lora_only": "lora_only",
+              "full_finetune": "full_finetune"}
+SYSTEMS = (*MULTI_TASK, "single_task")
+# The authors' logs (../shared/docs/HYPERLOADER.md): t5-base frozen, 65,536 steps x 128 sentences;
+# test span F1 on the six tasks here (their average leaves out mTOP, which is not available).
+REFERENCE = {
+    "paper hyperloader 100%": [71.40, 87.45, 79.65, 95.99, 95.92, 96.52],
+    "paper hyperloader 50%": [68.58, 86.96, 78.33, 95.22, 94.15, 96.08],
+    "paper hyperloader 20%": [68.63, 85.46, 76.01, 94.01, 92.38, 95.41],
+    "paper hyperloader 10%": [66.95, 83.68, 74.99, 91.72, 89.70, 95.00],
+    "paper adapters_only 100%": [72.95, 87.88, 81.36, 95.95, 94.62, 96.48],
+}
+
+Sentence = tuple[list[str], list[str]]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {', '.join(SYSTEMS)}")
+    parser.add_argument("--fractions", default="1.0,0.5,0.2,0.1", help="training-data fractions (default: %(default)s)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the six tasks")
+    args = parser.parse_args(argv)
+    resolve_common(args)
+    args.systems = _choices(args.systems, SYSTEMS, "--systems")
+    args.tasks = _choices(args.tasks, TASKS, "--tasks")
+    try:
+        args.fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+    except ValueError:
+        raise SystemExit(f"--fractions takes numbers in (0, 1], got {args.fractions!r}") from None
+    if not args.fractions or not all(0 < f <= 1 for f in args.fractions):
+        raise SystemExit(f"--fractions takes numbers in (0, 1], got {args.fractions}")
+    return args
+
+
+def _choices(value: str, known: Sequence[str], option: str) -> list[str]:
+    chosen = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [v for v in chosen if v not in known]
+    if unknown or not chosen:
+        raise SystemExit(f"{option}: unknown {unknown or value!r}; choose from {', '.join(known)}")
+    return chosen
+
+
+def as_sentences(docs) -> list[Sentence]:
+    return [([t.text for t in doc], bio_tags(doc)) for doc in docs]
+
+
+def span_types(sentences: Sequence[Sentence]) -> list[str]:
+    return sorted({tag[2:] for _, tags in sentences for tag in tags if tag != "O"})
+
+
+def build_labeler(args, backbone: str, tokenizer, tasks: list[TaskLabels], variant: str) -> Labeler:
+    torch.manual_seed(args.seed)
+    config = HyperLoaderConfig(
+        tasks=[t.name for t in tasks], variant=variant,
+        train_backbone=None if variant == "full_finetune" else args.train_backbone,
+    )
+    return Labeler(HyperLoaderModel.from_backbone(backbone, config), tokenizer, tasks)
+
+
+def train(args, labeler: Labeler, train_data: dict[str, list[Sentence]], name: str) -> dict[str, Any]:
+    model = labeler.model
+    model.train()
+    params = model.trainable_parameters()
+    optimizer = build_optimizer(params, lr=args.lr)
+    scheduler = linear_warmup_decay(optimizer, warmup_steps=args.warmup, total_steps=args.steps)
+
+    def update(batch: list[tuple[str, Sentence]]) -> float:
+        loss = labeler.loss(
+            [(task, words, tags) for task, (words, tags) in batch], label_smoothing=args.label_smoothing,
+            reduction=args.loss_reduction, restrict_vocabulary=args.restrict_vocabulary,
+        )
+        optimizer_step(loss, params, optimizer, scheduler, max_grad_norm=args.max_grad_norm)
+        return float(loss.detach())
+
+    batches = MixedTaskBatches(train_data, args.batch_size, temperature=args.temperature, seed=args.seed)
+    log = train_loop(update, batches, args.steps, log_every=args.log_every, name=name)
+    log["trainable_parameters"], log["total_parameters"] = model.parameter_counts()
+    log["task_probabilities"] = batches.probabilities
+    return log
+
+
+def evaluate(args, labeler: Labeler, test_data: dict[str, list[Sentence]]) -> tuple[dict[str, Any], float]:
+    """Span P/R/F per task; all tasks' sentences decode together in mixed-task batches."""
+    start = time.perf_counter()
+    items = [(task, words) for task, sentences in test_data.items() for words, _ in sentences]
+    predicted = iter(labeler.predict(items, batch_size=args.eval_batch_size, constrained=True))
+    scores = {}
+    for task, sentences in test_data.items():
+        pred = [next(predicted) for _ in sentences]
+        s = span_scores([tags for _, tags in sentences], pred)
+        scores[task] = {"f": s["f"], "p": s["p"], "r": s["r"], "test_sentences": len(sentences)}
+    return scores, time.perf_counter() - start
+
+
+def run_system(args, system: str, backbone: str, tokenizer, train_data, test_data) -> dict[str, Any]:
+    labels = {task: TaskLabels(task, "bio", span_types(train_data[task])) for task in train_data}
+    if system in MULTI_TASK:
+        labeler = build_labeler(args, backbone, tokenizer, list(labels.values()), MULTI_TASK[system])
+        log = train(args, labeler, train_data, system)
+        scores, eval_wall = evaluate(args, labeler, test_data)
+        runs = {"all": log}
+    else:  # one hyperloader model per task, each trained for --steps steps
+        scores, runs, eval_wall = {}, {}, 0.0
+        for task in train_data:
+            labeler = build_labeler(args, backbone, tokenizer, [labels[task]], "hyperloader")
+            runs[task] = train(args, labeler, {task: train_data[task]}, f"single_task {task}")
+            task_scores, wall = evaluate(args, labeler, {task: test_data[task]})
+            scores.update(task_scores)
+            eval_wall += wall
+    for task in scores:
+        scores[task]["train_sentences"] = len(train_data[task])
+        scores[task]["labels"] = len(labels[task].labels)
+    return {
+        "tasks": scores,
+        "average_f": sum(s["f"] for s in scores.values()) / len(scores),
+        "train_wall_s": round(sum(r["train_wall_s"] for r in runs.values()), 3),
+        "eval_wall_s": round(eval_wall, 3),
+        "runs": runs,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    vocab = spacy.blank("en").vocab
+    found = iter(require_paths(args.data, [p for task in args.tasks for p in TASKS[task][1:3]]))
+    paths = {task: (next(found), next(found)) for task in args.tasks}
+    corpora = {
+        task: (CorpusFile(TASKS[task][0], train, vocab), CorpusFile(TASKS[task][0], test, vocab))
+        for task, (train, test) in paths.items()
+    }
+    test_data = {task: as_sentences(test.docs(1.0, args.data_seed, args.limit)) for task, (_, test) in corpora.items()}
+    results: dict[str, dict[str, Any]] = {system: {} for system in args.systems}
+    with backbone_source(args) as (backbone, backbone_info):
+        tokenizer = load_tokenizer(backbone)
+        for fraction in args.fractions:
+            train_data = {
+                task: as_sentences(train.docs(fraction, args.data_seed, args.limit)) for task, (train, _) in corpora.items()
+            }
+            for system in args.systems:
+                print(f"== {system}, {100 * fraction:g} % of train", flush=True)
+                results[system][str(fraction)] = run_system(args, system, backbone, tokenizer, train_data, test_data)
+    table = report(args, results)
+    out = {
+        "benchmark": "accuracy_paper",
+        "metric": "seqeval micro span F1 (default mode) on the test split, constrained decoding",
+        "settings": settings_of(args),
+        "backbone": backbone_info,
+        "data": {
+            task: {"format": TASKS[task][0], "train": str(paths[task][0]), "test": str(paths[task][1]),
+                   "train_sentences_in_file": len(corpora[task][0]), "test_sentences_in_file": len(corpora[task][1]),
+                   "test_sentences_used": len(test_data[task])}
+            for task in args.tasks
+        },
+        "results": results,
+        "reference": {"tasks": list(TASKS), "f1_x100": REFERENCE,
+                      "note": "the authors' logs: t5-base frozen, 65,536 steps x 128 sentences"},
+        "table": table,
+        "wall_s": round(time.perf_counter() - started, 3),
+    }
+    write_json(args.output, out)
+    return out
+
+
+def report(args, results: dict[str, dict[str, Any]]) -> str:
+    header = ["system", "train %", *(TASKS[t][3] for t in args.tasks), "avg", "train s"]
+    rows = []
+    for system, by_fraction in results.items():
+        for fraction, r in by_fraction.items():
+            rows.append([system, f"{100 * float(fraction):g}", *(percent(r["tasks"][t]["f"]) for t in args.tasks),
+                         percent(r["average_f"]), f"{r['train_wall_s']:.0f}"])
+    if args.tasks == list(TASKS):
+        for name, values in REFERENCE.items():
+            rows.append([name, "", *(f"{v:.2f}" for v in values), f"{sum(values) / len(values):.2f}", ""])
+    limit = f", at most {args.limit} train/test sentences per task" if args.limit else ""
+    title = (f"Test span F1 x 100 ({args.steps} steps x {args.batch_size} sentences per model{limit}; "
+             f"backbone {args.backbone or 'random ' + args.random_shape})")
+    return print_table(header, rows, title=title)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FileNotFoundError as err:  # missing corpora or backbone: the message says which
+        raise SystemExit(f"error: {err}") from None
