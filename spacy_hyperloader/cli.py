@@ -123,7 +123,7 @@ def init_backbone_command(
     ),
     train_text: list[Path] = typer.Option(
         None, "--train-text",
-        help="Train a SentencePiece vocabulary on this text (repeatable): .txt files, directories of .txt/.spacy files, "
+        help="Train a SentencePiece vocabulary on this text (repeatable): .txt files, directories (of .txt, .spacy, .zip files), "
         ".spacy DocBins, NLTK corpus .zip files.",
     ),
     vocab_size: int = typer.Option(8000, "--vocab-size", min=1, help="At most this many SentencePiece pieces (with --train-text)."),
@@ -166,7 +166,7 @@ def pretrain(
     output_dir: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="Where the pretrained model, pretrain.json and checkpoint/ go."),
     text: list[Path] = typer.Option(
         ..., "--text",
-        help="Unlabelled training text (repeatable): .txt files, directories of .txt/.spacy files, .spacy DocBins "
+        help="Unlabelled training text (repeatable): .txt files, directories (of .txt, .spacy, .zip files), .spacy DocBins "
         "(train splits), NLTK corpus .zip files.",
     ),
     steps: int = typer.Option(10_000, "--steps", min=1, help="Stop after this many optimizer steps in total."),

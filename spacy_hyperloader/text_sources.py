@@ -1,7 +1,7 @@
 """Unlabelled text for vocabularies and pretraining, read lazily line by line.
 
 Sources: ``.txt`` files (any other suffix is read as text too; gzip/xz/bzip2 decompressed),
-directories of ``.txt``/``.spacy`` files, ``.spacy`` DocBins (each doc's words joined by spaces)
+directories (their ``.txt``, ``.txt.gz``/``.xz``/``.bz2``, ``.spacy`` and ``.zip`` files), ``.spacy`` DocBins (each doc's words joined by spaces)
 and NLTK corpus ``.zip`` files (text members only; ``word/tag`` corpora such as Brown have their
 tags stripped).  Plain files are streamed, so a corpus never has to fit in memory; a zip member or
 a DocBin is read whole, which is one small file at a time.
@@ -23,6 +23,8 @@ _MAX_LINE_CHARS = 2000
 _SNIFF_LINES = 50
 # Members of NLTK corpus zips that are not corpus text.
 _SKIP_MEMBERS = {"readme", "contents", "cats.txt", "license", "license.txt", "citation.txt", "fileids"}
+# What a directory source contributes (other files in it are ignored).
+_DIRECTORY_SUFFIXES = (".txt", ".txt.gz", ".txt.xz", ".txt.bz2", ".spacy", ".zip")
 _BINARY_SUFFIXES = {".zip", ".gz", ".xz", ".bz2", ".pickle", ".pkl", ".npy", ".bin", ".model", ".png", ".jpg", ".pdf"}
 
 
@@ -104,6 +106,10 @@ def source_lines(path: Path) -> Iterator[str]:
             yield from _text_lines(fh)
 
 
+def _is_text_file(path: Path) -> bool:
+    return path.name.endswith(_DIRECTORY_SUFFIXES)
+
+
 def expand_sources(sources: Iterable[str | Path]) -> list[Path]:
     """The files behind ``sources`` (directories expanded, sorted); missing sources fail here,
     before any reading."""
@@ -113,9 +119,9 @@ def expand_sources(sources: Iterable[str | Path]) -> list[Path]:
         if not path.exists():
             raise FileNotFoundError(f"training text {str(source)!r} does not exist")
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".spacy"))
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_text_file(p))
             if not found:
-                raise ValueError(f"training text directory {path} has no .txt or .spacy files")
+                raise ValueError(f"training text directory {path} has no {', '.join(_DIRECTORY_SUFFIXES)} files")
             files.extend(found)
         else:
             files.append(path)
