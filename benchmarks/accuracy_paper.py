@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from _common import (  # first: puts the checkout on sys.path
