@@ -26,7 +26,7 @@ def _main() -> None:
 def params(
     config: Path = typer.Argument(..., help="A T5 config JSON file or a local model directory."),
     tasks: int = typer.Option(..., "--tasks", min=1, help="Number of tasks the hypernetworks serve."),
-    variant: str = typer.Option("hyperloader", "--variant", help="hyperloader, adapters_only, lora_only or lora_per_site."),
+    variant: str = typer.Option("hyperloader", "--variant", help="hyperloader, adapters_only, lora_only, lora_per_site or full_finetune."),
     lora_rank: int = typer.Option(8, "--lora-rank", min=1, help="LoRA rank."),
     bottleneck: int = typer.Option(0, "--bottleneck", min=0, help="Adapter bottleneck; 0 means d_model // 32."),
 ) -> None:

@@ -21,7 +21,7 @@ def build_hyperloader_model(
     backbone: str,
     tokenizer: str | None = None,
     variant: str = "hyperloader",
-    train_backbone: bool = False,
+    train_backbone: bool | None = None,
     restrict_vocabulary: bool = False,
     label_smoothing: float = 0.1,
     loss_reduction: str = "sum",
