@@ -141,6 +141,19 @@ def test_held_out_lines_never_train(tmp_path):
     assert evaluated and evaluated <= held
 
 
+def test_held_out_examples_come_from_every_file(tmp_path):
+    first, lines_a = _text(tmp_path, n_lines=600, name="a.txt")
+    second = tmp_path / "b.txt"
+    lines_b = [line.replace(" w", " v") for line in lines_a]
+    second.write_text("\n".join(lines_b) + "\n", encoding="utf8")
+    words = WordTokenizer(lines_a + lines_b)
+    corruption = SpanCorruption(SENTINELS, eos_id=1)
+    data = PackedExamples([first, second], words, corruption, corruption.raw_length_for(32), eval_fraction=0.3)
+    evaluated = {t for i, t in data.held_out(6) for t in _restore(i, t)}
+    for lines in (lines_a, lines_b):
+        assert evaluated & {words.ids[line.split()[-1]] for line in lines}
+
+
 def test_evaluation_splits_are_refused(tmp_path):
     for name in ("test.txt", "valid.txt", "en_ewt-ud-dev.conllu", "dev.spacy", "testb.txt"):
         with pytest.raises(ValueError, match="dev/test"):

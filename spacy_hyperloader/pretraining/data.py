@@ -128,12 +128,21 @@ class PackedExamples:
                 )
 
     def held_out(self, n: int) -> list[tuple[list[int], list[int]]]:
-        """The first ``n`` held-out examples, corrupted with fixed generators: the same for every
-        seed, so losses of different runs compare."""
+        """``n`` held-out examples, as evenly from every file as their held-out text allows (the
+        loss then speaks for the whole mix, not the first file), corrupted with fixed generators:
+        the same for every seed, so losses of different runs compare."""
         if n <= 0 or not self.eval_fraction:
             return []
-        held_out = self._ids(self.files, lambda line: is_held_out(line, self.eval_fraction))
-        chunks = itertools.islice(self._chunks(held_out), n)
+        keep = lambda line: is_held_out(line, self.eval_fraction)  # noqa: E731
+        per_file = [self._chunks(self._ids([path], keep)) for path in self.files]
+        chunks: list[list[int]] = []
+        while per_file and len(chunks) < n:  # round robin until n or every file is used up
+            for stream in list(per_file):
+                chunk = next(stream, None)
+                if chunk is None:
+                    per_file.remove(stream)
+                elif len(chunks) < n:
+                    chunks.append(chunk)
         return [self._example(chunk, f"held-out:{i}") for i, chunk in enumerate(chunks)]
 
 
