@@ -550,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       "memory_method": naive.memory_method, **stats.as_dict()},
             "speedup": round(naive.seconds / fast.seconds, 2),
         }
+        print(f"done: {','.join(names)}: fast {row['fast']['words_per_s']} words/s, naive "
+              f"{row['naive']['words_per_s']} words/s, fast/naive {row['speedup']}x", file=sys.stderr, flush=True)
         report["task_sets"].append(row)
 
     sm, sm_desc = load_sm()
