@@ -181,3 +181,27 @@ def test_clear_errors(backbone_dir, tmp_path, trained):
     trained_nlp.to_disk(tmp_path / "p")
     with pytest.raises(ValueError, match="unknown to the saved model"):
         spacy.load(tmp_path / "p", config={"components": {"hyperloader": {"tasks": {"ner": {"target": "ents", "labels": ["NEW"]}, "tag": {"target": "tag"}, "chunk": {"target": "spans", "spans_key": "chunks"}}}}})
+
+
+def test_gpu_ops_put_the_model_on_cuda(trained, backbone_dir, tmp_path, monkeypatch):
+    """`spacy.require_gpu()` and `spacy train --gpu-id 0` make thinc's current ops CupyOps; the
+    component must then build (initialize) and load (from_disk) its torch model on CUDA. No GPU
+    here: the ops are faked and the model's `.to()` calls recorded."""
+    from thinc.api import CupyOps
+
+    import spacy_hyperloader.pipeline.component as component
+    from spacy_hyperloader.model import HyperLoaderModel
+
+    nlp, *_ = trained
+    nlp.to_disk(tmp_path / "pipeline")
+    moved = []
+    monkeypatch.setattr(component, "get_current_ops", lambda: CupyOps.__new__(CupyOps))
+    monkeypatch.setattr(HyperLoaderModel, "to", lambda self, *args, **kwargs: (moved.append(torch.device(*args)), self)[1])
+    cuda = torch.device("cuda")
+    # (thinc's PyTorchShim then moves the model to its own default device, which the fake ops
+    # leave at cpu here and real CupyOps make cuda too)
+    spacy.load(tmp_path / "pipeline")
+    assert moved.count(cuda) == 1
+    fresh = make_nlp(backbone_dir)
+    fresh.initialize(lambda: gold_examples(fresh))
+    assert moved.count(cuda) == 2
