@@ -215,11 +215,10 @@ def pretrain(
         )
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         _fail(str(err))
-    rate = state.tokens / state.train_seconds if state.train_seconds else 0.0
     losses = [e["loss"] for e in state.eval_loss]
     held_out = f"{losses[0]:.4f}->{losses[-1]:.4f}" if losses else "n/a"
     if not state.run["interrupted"]:
         msg.good(f"Saved the pretrained backbone to {output_dir}")
-    typer.echo(f"steps={state.step} tokens={state.tokens} tokens_per_second={rate:.0f} held_out_loss={held_out}")
+    typer.echo(f"steps={state.step} tokens={state.tokens} tokens_per_second={state.tokens_per_second:.0f} held_out_loss={held_out}")
     if state.run["interrupted"]:
         raise typer.Exit(130)

@@ -34,6 +34,11 @@ class TrainerState:
     eval_loss: list[dict[str, float]] = field(default_factory=list)
     train_loss: list[dict[str, float]] = field(default_factory=list)
 
+    @property
+    def tokens_per_second(self) -> float:
+        """Text tokens per second of training-step time, over every session of the run."""
+        return self.tokens / self.train_seconds if self.train_seconds else 0.0
+
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 

@@ -295,7 +295,7 @@ def pretrain(
             if stop.requested:
                 state.run["interrupted"] = True
                 break
-            if state.step % config.save_every == 0:
+            if state.step % config.save_every == 0 and state.step < config.steps:  # the last is saved below
                 save_checkpoint(output_dir, model, optimizer, scheduler, state)
         bar.close()
         if eval_set and state.eval_loss[-1]["step"] != state.step:
@@ -313,6 +313,5 @@ def _write_model(output_dir: Path, model, tokenizer, state: TrainerState) -> Non
 
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
-    throughput = state.tokens / state.train_seconds if state.train_seconds else 0.0
-    summary = {**state.to_json(), "tokens_per_second": throughput}
+    summary = {**state.to_json(), "tokens_per_second": state.tokens_per_second}
     (output_dir / RESULT_FILE).write_text(json.dumps(summary, indent=1), encoding="utf8")
