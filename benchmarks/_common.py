@@ -78,6 +78,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-backbone", action=argparse.BooleanOptionalAction, default=None,
         help="train the whole backbone too (default: on for --random-shape; the paper freezes a pretrained one)",
     )
+    parser.add_argument("--alignment-weight", type=float, default=0.0,
+                        help="guided attention on the alignment SentT' states (model.alignment_weight; 0: off)")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="score a dev slice every N steps for the learning curves (0: never)")
+    parser.add_argument("--dev-limit", type=int, default=200, help="dev sentences per task for the learning curves")
     parser.add_argument("--seed", type=int, default=42, help="model init and task sampling seed (default: %(default)s)")
     parser.add_argument("--data-seed", type=int, default=0,
                         help="seed of the data fractions and --limit samples (project.yml's convert uses 0)")
@@ -220,10 +225,15 @@ def train_loop(
     *,
     log_every: int = 100,
     name: str = "",
+    evaluate_every: int = 0,
+    evaluate: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """``steps`` calls of ``update(batch) -> loss``; returns the wall time and the loss curve's ends."""
+    """``steps`` calls of ``update(batch) -> loss``; returns the wall time, the loss curve's ends
+    and, with ``evaluate``, its figures every ``evaluate_every`` steps (time spent there excluded)."""
     losses: list[float] = []
+    curve: list[dict[str, Any]] = []
     start = time.perf_counter()
+    paused = 0.0
     for step, batch in zip(range(1, steps + 1), batches):
         loss = float(update(batch))
         if not math.isfinite(loss):
@@ -232,8 +242,14 @@ def train_loop(
         if log_every and (step % log_every == 0 or step == steps):
             window = losses[-log_every:]
             print(f"  [{name}] step {step}/{steps} loss {sum(window) / len(window):.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
-    wall = time.perf_counter() - start
+                  f"({time.perf_counter() - start - paused:.0f} s)", flush=True)
+        if evaluate is not None and evaluate_every and (step % evaluate_every == 0 or step == steps):
+            before = time.perf_counter()
+            figures = evaluate()
+            paused += time.perf_counter() - before
+            curve.append({"step": step, **figures})
+            print(f"  [{name}] step {step} dev " + " ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
+    wall = time.perf_counter() - start - paused
     tail = losses[-max(1, len(losses) // 10):]
     return {
         "steps": len(losses),
@@ -241,6 +257,7 @@ def train_loop(
         "steps_per_s": round(len(losses) / wall, 3) if wall > 0 else None,
         "loss_first": losses[0],
         "loss_last": sum(tail) / len(tail),
+        "dev_curve": curve,
     }
 
 

@@ -11,7 +11,13 @@ the test split is always complete), for these systems:
 - ``full_finetune``: one model, the whole backbone trained, nothing generated. SentT' has no
   task prefix, so the only task signal it gets is constrained decoding's per-task label set;
 - ``single_task``: one separate hyperloader model per task, each trained for ``--steps`` steps
-  on its own task (the same steps PER MODEL, so six times the compute of one multi-task model).
+  on its own task (the same steps PER MODEL, so six times the compute of one multi-task model);
+- ``majority``: no model: each word gets the tag it had most often in the task's training
+  data (``O`` for unseen words), the floor every learned system must clear.
+
+With ``--eval-every N`` each multi-task system also scores a dev slice (``--dev-limit``
+sentences per task) every N steps, and ``--output x.json`` then writes ``x.png`` beside the
+JSON: dev span F1 per task against the step, one panel per system and fraction.
 
 Multi-task models train on mixed-task batches whose tasks are drawn by temperature sampling
 (T = 10, as the paper), with AdamW, linear warm-up and decay, gradient clipping and the
@@ -59,9 +65,15 @@ TASKS: dict[str, tuple[str, str, str, str]] = {
     "snips": ("seq", "paper/snips/train", "paper/snips/test", "SNIPS"),
     "mtod": ("mtod", "paper/mtod/train-en.conllu", "paper/mtod/test-en.conllu", "mTOD"),
 }
+# the dev split of each task, for the learning curves
+DEV = {
+    "mit_movie_trivia": "paper/mit_movie_trivia/valid", "mit_movie": "paper/mit_movie/valid",
+    "mit_restaurant": "paper/mit_restaurant/valid", "atis": "paper/atis/valid", "snips": "paper/snips/valid",
+    "mtod": "paper/mtod/dev-en.conllu",
+}
 MULTI_TASK = {"hyperloader": "hyperloader", "adapters_only": "adapters_only", "lora_only": "lora_only",
               "full_finetune": "full_finetune"}
-SYSTEMS = (*MULTI_TASK, "single_task")
+SYSTEMS = (*MULTI_TASK, "single_task", "majority")
 # The authors' logs (../shared/docs/HYPERLOADER.md): t5-base frozen, 65,536 steps x 128 sentences;
 # test span F1 on the six tasks here (their average leaves out mTOP, which is not available).
 REFERENCE = {
@@ -119,7 +131,19 @@ def build_labeler(args, backbone: str, tokenizer, tasks: list[TaskLabels], varia
     return Labeler(HyperLoaderModel.from_backbone(backbone, config), tokenizer, tasks)
 
 
-def train(args, labeler: Labeler, train_data: dict[str, list[Sentence]], name: str) -> dict[str, Any]:
+def majority_tags(train_data: Sequence[Sentence]) -> dict[str, str]:
+    """Each training word's most frequent tag (ties: the first seen)."""
+    from collections import Counter, defaultdict
+
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for words, tags in train_data:
+        for word, tag in zip(words, tags):
+            counts[word][tag] += 1
+    return {word: c.most_common(1)[0][0] for word, c in counts.items()}
+
+
+def train(args, labeler: Labeler, train_data: dict[str, list[Sentence]], name: str,
+          dev_data: dict[str, list[Sentence]] | None = None) -> dict[str, Any]:
     model = labeler.model
     model.train()
     params = model.trainable_parameters()
@@ -130,12 +154,19 @@ def train(args, labeler: Labeler, train_data: dict[str, list[Sentence]], name: s
         loss = labeler.loss(
             [(task, words, tags) for task, (words, tags) in batch], label_smoothing=args.label_smoothing,
             reduction=args.loss_reduction, restrict_vocabulary=args.restrict_vocabulary,
+            alignment_weight=args.alignment_weight,
         )
         optimizer_step(loss, params, optimizer, scheduler, max_grad_norm=args.max_grad_norm)
         return float(loss.detach())
 
     batches = MixedTaskBatches(train_data, args.batch_size, temperature=args.temperature, seed=args.seed)
-    log = train_loop(update, batches, args.steps, log_every=args.log_every, name=name)
+    def dev_f1() -> dict[str, float]:
+        scores, _ = evaluate(args, labeler, dev_data)
+        labeler.model.train()
+        return {task: s["f"] for task, s in scores.items()}
+
+    log = train_loop(update, batches, args.steps, log_every=args.log_every, name=name,
+                     evaluate_every=args.eval_every if dev_data else 0, evaluate=dev_f1)
     log["trainable_parameters"], log["total_parameters"] = model.parameter_counts()
     log["task_probabilities"] = batches.probabilities
     return log
@@ -154,18 +185,28 @@ def evaluate(args, labeler: Labeler, test_data: dict[str, list[Sentence]]) -> tu
     return scores, time.perf_counter() - start
 
 
-def run_system(args, system: str, backbone: str, tokenizer, train_data, test_data) -> dict[str, Any]:
+def run_system(args, system: str, backbone: str, tokenizer, train_data, test_data, dev_data) -> dict[str, Any]:
     labels = {task: TaskLabels(task, "bio", span_types(train_data[task])) for task in train_data}
+    if system == "majority":
+        scores = {}
+        for task, sentences in test_data.items():
+            best = majority_tags(train_data[task])
+            s = span_scores([tags for _, tags in sentences], [[best.get(w, "O") for w in words] for words, _ in sentences])
+            scores[task] = {"f": s["f"], "p": s["p"], "r": s["r"], "test_sentences": len(sentences),
+                            "train_sentences": len(train_data[task]), "labels": len(labels[task].labels)}
+        return {"tasks": scores, "average_f": sum(s["f"] for s in scores.values()) / len(scores),
+                "train_wall_s": 0.0, "eval_wall_s": 0.0, "runs": {}}
     if system in MULTI_TASK:
         labeler = build_labeler(args, backbone, tokenizer, list(labels.values()), MULTI_TASK[system])
-        log = train(args, labeler, train_data, system)
+        log = train(args, labeler, train_data, f"{system} {len(next(iter(train_data.values())))}", dev_data)
         scores, eval_wall = evaluate(args, labeler, test_data)
         runs = {"all": log}
     else:  # one hyperloader model per task, each trained for --steps steps
         scores, runs, eval_wall = {}, {}, 0.0
         for task in train_data:
             labeler = build_labeler(args, backbone, tokenizer, [labels[task]], "hyperloader")
-            runs[task] = train(args, labeler, {task: train_data[task]}, f"single_task {task}")
+            runs[task] = train(args, labeler, {task: train_data[task]}, f"single_task {task}",
+                               {task: dev_data[task]} if dev_data else None)
             task_scores, wall = evaluate(args, labeler, {task: test_data[task]})
             scores.update(task_scores)
             eval_wall += wall
@@ -192,6 +233,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for task, (train, test) in paths.items()
     }
     test_data = {task: as_sentences(test.docs(1.0, args.data_seed, args.limit)) for task, (_, test) in corpora.items()}
+    dev_data = None
+    if args.eval_every:
+        dev_paths = require_paths(args.data, [DEV[task] for task in args.tasks])
+        dev_data = {
+            task: as_sentences(CorpusFile(TASKS[task][0], path, vocab).docs(1.0, args.data_seed, args.dev_limit))
+            for task, path in zip(args.tasks, dev_paths)
+        }
     results: dict[str, dict[str, Any]] = {system: {} for system in args.systems}
     with backbone_source(args) as (backbone, backbone_info):
         tokenizer = load_tokenizer(backbone)
@@ -201,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             }
             for system in args.systems:
                 print(f"== {system}, {100 * fraction:g} % of train", flush=True)
-                results[system][str(fraction)] = run_system(args, system, backbone, tokenizer, train_data, test_data)
+                results[system][str(fraction)] = run_system(
+                    args, system, backbone, tokenizer, train_data, test_data, dev_data
+                )
     table = report(args, results)
     out = {
         "benchmark": "accuracy_paper",
@@ -221,7 +271,41 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 3),
     }
     write_json(args.output, out)
+    if args.output is not None and args.eval_every:
+        plot_curves(results, args.output.with_suffix(".png"), title=f"backbone {backbone_info['backbone']}")
     return out
+
+
+def plot_curves(results: dict[str, dict[str, Any]], path, *, title: str) -> None:
+    """Dev span F1 per task against the step: one panel per (system, fraction) that has a curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(system, fraction, run["dev_curve"]) for system, by_fraction in results.items()
+              for fraction, r in by_fraction.items() for run in r["runs"].values() if run.get("dev_curve")]
+    if not panels:
+        return
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, (system, fraction, curve) in zip(axes.flat, panels):
+        steps = [point["step"] for point in curve]
+        for task in [k for k in curve[0] if k != "step"]:
+            ax.plot(steps, [100 * point[task] for point in curve], marker="o", markersize=3, label=TASKS[task][3])
+        ax.set_title(f"{system}, {100 * float(fraction):g} % of train", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("dev span F1")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"wrote {path}", flush=True)
 
 
 def report(args, results: dict[str, dict[str, Any]]) -> str:

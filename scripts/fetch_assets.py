@@ -5,7 +5,9 @@
 For each asset of project.yml (``dest`` under ``assets/``):
 
 * when the offline mirror exists, copy ``<mirror>/<dest without assets/>`` (a ``.gz``/``.xz``
-  copy in the mirror is decompressed), so no network is needed;
+  copy in the mirror is decompressed), so no network is needed; an asset may name its own
+  ``mirror`` path (relative to the mirror) and ``mirror_checksum`` when the offline copy is
+  another file than the public one (the backbone: t5-mini-en-offline here, t5-small online);
 * otherwise use what ``python -m spacy project assets`` downloaded, extracting the members an
   asset lists under ``unzip`` (``{member file name: md5}``) from a downloaded zip.
 
@@ -43,9 +45,10 @@ def ok(path: Path, checksum: str | None) -> bool:
     return path.is_file() and (checksum is None or md5(path) == checksum)
 
 
-def copy_from_mirror(target: Path, mirror: Path) -> str | None:
-    """Copy the mirror's file for ``target``; returns an error message or None."""
-    rel = target.relative_to(ROOT / ASSETS)
+def copy_from_mirror(target: Path, mirror: Path, rel: str | None = None) -> str | None:
+    """Copy the mirror's file for ``target`` (``rel``: its path in the mirror, if not the same
+    as under assets/); returns an error message or None."""
+    rel = rel or target.relative_to(ROOT / ASSETS)
     source = mirror / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.is_file():
@@ -98,7 +101,8 @@ def main() -> int:
     for asset in assets:
         dest = ROOT / asset["dest"]
         unzip: dict[str, str] | None = asset.get("unzip")
-        targets = {dest.parent / name: checksum for name, checksum in unzip.items()} if unzip else {dest: asset.get("checksum")}
+        checksum = asset.get("mirror_checksum", asset.get("checksum")) if mirror is not None else asset.get("checksum")
+        targets = {dest.parent / name: checksum for name, checksum in unzip.items()} if unzip else {dest: checksum}
         if all(ok(path, checksum) for path, checksum in targets.items()):
             msg.good(f"Up to date: {asset['dest']}" + (f" ({', '.join(unzip)})" if unzip else ""))
             continue
@@ -111,7 +115,7 @@ def main() -> int:
         for path, checksum in targets.items():
             rel = path.relative_to(ROOT)
             if mirror is not None:
-                error = copy_from_mirror(path, mirror)
+                error = copy_from_mirror(path, mirror, asset.get("mirror"))
             else:
                 error = None if path.is_file() else f"{rel} has not been downloaded"
             if error is None and not ok(path, checksum):

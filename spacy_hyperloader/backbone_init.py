@@ -81,7 +81,9 @@ def load_vocabulary(vocab: str | Path):
         if path.suffix == ".json":  # a tokenizer.json under another name
             from transformers import T5TokenizerFast
 
-            return T5TokenizerFast(tokenizer_file=str(path))
+            from .tokenizer import word_initial_pieces
+
+            return word_initial_pieces(T5TokenizerFast(tokenizer_file=str(path)))
         raise ValueError(f"vocabulary {path} is neither a SentencePiece .model file, a tokenizer.json nor a directory")
     return load_tokenizer(path)
 

@@ -222,3 +222,38 @@ def pretrain(
     typer.echo(f"steps={state.step} tokens={state.tokens} tokens_per_second={state.tokens_per_second:.0f} held_out_loss={held_out}")
     if state.run["interrupted"]:
         raise typer.Exit(130)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def diagnose(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="A spacy train config with a hyperloader component."),
+    output_dir: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="Where curves.json and curves.png go."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Training steps."),
+    every: int = typer.Option(100, "--every", min=1, help="Measure every this many steps."),
+    slice_size: int = typer.Option(64, "--slice", min=1, help="Training docs the accuracies are measured on."),
+    component: str = typer.Option("hyperloader", "--component", help="The hyperloader pipe's name."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
+) -> None:
+    """Train a config as `spacy train` does and plot its learning curves (loss, teacher-forced and
+    decoded accuracy on a training slice, dev scores, attention on the own word).
+
+    Config overrides follow, as for `spacy train`: `--paths.train corpus/train.spacy ...`. Teacher-forced
+    accuracy high but decoded accuracy low means a decoding bug; both low means slow learning.
+    """
+    import torch
+
+    from .pipeline.diagnostics import parse_overrides, run_diagnostics
+
+    if threads:
+        torch.set_num_threads(threads)
+    if not config.is_file():
+        _fail(f"{config} is not a file; give a spacy train config (.cfg).")
+    try:
+        points = run_diagnostics(
+            config, output_dir, overrides=parse_overrides(ctx.args), steps=steps, every=every,
+            slice_size=slice_size, component=component,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(f"wrote {output_dir / 'curves.json'} and {output_dir / 'curves.png'} ({len(points)} points)")

@@ -7,7 +7,7 @@ sentences, batches segments of many tasks together sorted by length, decodes, an
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,10 +17,11 @@ from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .codec import SentTCodec
-from .format import expand_bio, join_segments, parse_target, plan_segments, simplify_bio
+from .format import MAX_WORDS_PER_SEGMENT, expand_bio, join_segments, parse_target, plan_segments, simplify_bio
 from .model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy
 from .model.hyperloader import HyperLoaderModel
-from .model.training import label_smoothed_nll
+from .tokenizer import word_initial_pieces
+from .model.training import alignment_mass, guided_alignment_loss, label_smoothed_nll
 
 TASKS_NAME = "tasks.json"
 TOKENIZER_DIR = "tokenizer"
@@ -59,12 +60,62 @@ class TaskLabels:
         return expand_bio(targets) if self.scheme == "bio" else list(targets)
 
 
+def _word_index(pieces: Sequence[Sequence[int]], *, sentinels: bool = True, words: bool = True) -> list[int]:
+    """Word index of each position of ``interleave(pieces)``, -1 for none: ``<extra_id_i>``
+    (with ``sentinels``) and the pieces of word i (with ``words``) belong to word i. A word
+    without pieces is represented by its sentinel."""
+    out: list[int] = []
+    for i, ids in enumerate(pieces):
+        out.append(i if sentinels or not ids else -1)
+        out.extend([i if words else -1] * len(ids))
+    out.extend([-1, -1])  # the closing sentinel and </s>
+    return out
+
+
+@dataclass
+class TrainingBatch:
+    """One padded teacher-forced batch; ``labels`` are token ids with -100 as padding."""
+
+    task_ids: Tensor
+    input_ids: Tensor
+    attention_mask: Tensor
+    decoder_input_ids: Tensor
+    labels: Tensor
+    source_words: Tensor
+    source_sentinels: Tensor
+    target_words: Tensor
+
+    @property
+    def source_owners(self) -> Tensor:
+        """Word index of each source position, sentinels included."""
+        return torch.maximum(self.source_words, self.source_sentinels)
+
+    def column_labels(self, vocab: Tensor | None) -> Tensor:
+        """Labels as columns of the restricted vocabulary ``vocab`` (sorted ids), or as they are."""
+        if vocab is None:
+            return self.labels
+        columns = torch.searchsorted(vocab.to(self.labels.device), self.labels.clamp(min=0))
+        return torch.where(self.labels == -100, self.labels, columns)
+
+
 @dataclass
 class _Segment:
     item: int
     task: int
     words: range
     source: list[int]
+
+
+def _batches(order: Sequence[int], size: int, group: Callable[[int], int] | None) -> Iterator[list[int]]:
+    """Consecutive batches of at most ``size``; with ``group``, a batch never mixes groups."""
+    batch: list[int] = []
+    for s in order:
+        if batch and (len(batch) == size or (group is not None and group(s) != group(batch[0]))):
+            yield batch
+            batch = []
+        batch.append(s)
+    if batch:
+        yield batch
 
 
 class Labeler:
@@ -129,19 +180,19 @@ class Labeler:
         extra = dict(zip(unknown, self.codec.label_piece_ids(unknown)))
         return [known[t] if t in known else extra[t] for t in targets]
 
-    def _segments(
-        self, task: int, words: Sequence[str], target_lengths: Sequence[int] | None
-    ) -> tuple[list[range], list[list[int]]]:
-        """Segment ranges within the budgets, and each word's subword ids. Without target lengths
-        (prediction) every word is budgeted for the task's longest label."""
+    def _segments(self, task: int, words: Sequence[str]) -> tuple[list[range], list[list[int]]]:
+        """Segment ranges and each word's subword ids. Only the source is budgeted (pieces and
+        sentinels, at most 99 words), so training and prediction cut a sentence identically;
+        the target may run past the source budget, as T5's relative positions allow."""
         word_pieces = self.codec.piece_ids(words)
-        if target_lengths is None:
-            target_lengths = [self._longest_label(task)] * len(words)
-        ranges = plan_segments(
-            [len(p) for p in word_pieces], target_lengths,
-            max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens,
+        return self.plan(word_pieces), word_pieces
+
+    def plan(self, word_pieces: Sequence[Sequence[int]]) -> list[range]:
+        """The segment plan of a sentence given its words' subword ids (the same in training and prediction)."""
+        return plan_segments(
+            [len(p) for p in word_pieces], [0] * len(word_pieces),
+            max_source_tokens=self.max_source_tokens, max_target_tokens=MAX_WORDS_PER_SEGMENT + 2,
         )
-        return ranges, word_pieces
 
     def _pad(self, rows: Sequence[Sequence[int]], value: int) -> Tensor:
         width = max(len(r) for r in rows)
@@ -151,40 +202,33 @@ class Labeler:
         return out.to(self.device)
 
     # ------------------------------------------------------------------ training
-    def loss(
-        self,
-        items: Sequence[tuple[str, Sequence[str], Sequence[str]]],
-        *,
-        label_smoothing: float = 0.1,
-        reduction: Literal["sum", "mean"] = "sum",
-        restrict_vocabulary: bool = False,
-    ) -> Tensor:
-        """Label-smoothed loss of (task, words, tags) items, all segments in one mixed batch.
-
-        ``restrict_vocabulary`` normalises over label tokens, sentinels and ``</s>`` only: the
-        same support constrained decoding searches, and far cheaper for small models.
-        """
-        sources, targets, task_ids = [], [], []
+    def training_batch(self, items: Sequence[tuple[str, Sequence[str], Sequence[str]]], *, restrict_vocabulary: bool = False) -> "TrainingBatch":
+        """(task, words, tags) items as one padded, mixed-task, teacher-forced batch."""
+        sources, targets, task_ids, source_words, source_sentinels, target_words = [], [], [], [], [], []
         for task_name, words, tags in items:
             t = self.task_index(task_name)
             if len(words) != len(tags):
                 raise ValueError(f"{len(words)} words but {len(tags)} tags in an example of task {task_name!r}.")
             spec = self.tasks[t]
-            sentence_targets = spec.to_targets(tags)
             if restrict_vocabulary:
-                unknown = sorted(set(sentence_targets) - set(self._label_pieces[t]))
+                unknown = sorted(set(spec.to_targets(tags)) - set(self._label_pieces[t]))
                 if unknown:
                     raise ValueError(
                         f"Task {task_name!r} has no label(s) {unknown}: the restricted-vocabulary loss "
                         f"cannot score them. Add them to the task's labels before training."
                     )
-            lengths = [len(p) for p in self._target_pieces(t, sentence_targets)]
-            ranges, word_pieces = self._segments(t, words, lengths)
+            ranges, word_pieces = self._segments(t, words)
             for r in ranges:
                 # simplified per segment: a span cut by a boundary restarts as a type label
                 seg_targets = spec.to_targets(list(tags)[r.start : r.stop])
-                sources.append(self.codec.interleave(word_pieces[r.start : r.stop]))
-                targets.append(self.codec.interleave(self._target_pieces(t, seg_targets)))
+                label_pieces = self._target_pieces(t, seg_targets)
+                seg_words = word_pieces[r.start : r.stop]
+                sources.append(self.codec.interleave(seg_words))
+                targets.append(self.codec.interleave(label_pieces))
+                source_words.append(_word_index(seg_words, sentinels=False))
+                source_sentinels.append(_word_index(seg_words, words=False))
+                # the decoder input is the target shifted right by one (after the start token)
+                target_words.append([-1, *_word_index(label_pieces)[:-1]])
                 task_ids.append(t)
         if not sources:
             raise ValueError("No words to learn from in this batch.")
@@ -193,14 +237,91 @@ class Labeler:
         start = self.model.backbone.config.decoder_start_token_id
         decoder_input = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], dim=1)
         decoder_input = decoder_input.masked_fill(decoder_input == -100, self.codec.pad_id)
-        vocab = self._vocab.to(self.device) if restrict_vocabulary else None
-        logits = self.model.sequence_logits(
-            task_ids, input_ids, (input_ids != self.codec.pad_id).long(), decoder_input, vocab_ids=vocab
+        return TrainingBatch(
+            task_ids=torch.tensor(task_ids, device=self.device), input_ids=input_ids,
+            attention_mask=(input_ids != self.codec.pad_id).long(), decoder_input_ids=decoder_input,
+            labels=labels, source_words=self._pad(source_words, -1),
+            source_sentinels=self._pad(source_sentinels, -1), target_words=self._pad(target_words, -1),
         )
-        if vocab is not None:
-            columns = torch.searchsorted(vocab, labels.clamp(min=0))
-            labels = torch.where(labels == -100, labels, columns)
-        return label_smoothed_nll(logits, labels, epsilon=label_smoothing, reduction=reduction)
+
+    def loss(
+        self,
+        items: Sequence[tuple[str, Sequence[str], Sequence[str]]],
+        *,
+        label_smoothing: float = 0.1,
+        reduction: Literal["sum", "mean"] = "sum",
+        restrict_vocabulary: bool = False,
+        alignment_weight: float = 0.0,
+        alignment_heads: int = 1,
+    ) -> Tensor:
+        """Label-smoothed loss of (task, words, tags) items, all segments in one mixed batch.
+
+        ``restrict_vocabulary`` normalises over label tokens, sentinels and ``</s>`` only: the
+        same support constrained decoding searches, and far cheaper for small models.
+        ``alignment_weight`` adds guided attention (see ``guided_alignment_loss``) on two hops
+        that SentT' states exactly: in the encoder, ``<extra_id_i>`` reads word i's pieces, and
+        in the decoder, the positions writing word i's label read word i (its sentinel and
+        pieces). It is scaled per target token like the main loss, so the two keep their ratio
+        under ``sum``.
+        """
+        batch = self.training_batch(items, restrict_vocabulary=restrict_vocabulary)
+        logits, encoder_attn, cross_attn = self._teacher_forced(batch, restrict_vocabulary, alignment_weight > 0)
+        loss = label_smoothed_nll(logits, batch.column_labels(self._vocab if restrict_vocabulary else None),
+                                  epsilon=label_smoothing, reduction=reduction)
+        if alignment_weight > 0:
+            aux = guided_alignment_loss(encoder_attn[:1], batch.source_sentinels, batch.source_words,
+                                        heads=alignment_heads)
+            aux = aux + guided_alignment_loss(cross_attn, batch.target_words, batch.source_owners,
+                                              heads=alignment_heads)
+            scale = (batch.labels != -100).sum() if reduction == "sum" else 1
+            loss = loss + alignment_weight * scale * aux
+        return loss
+
+    def _teacher_forced(self, batch: "TrainingBatch", restrict_vocabulary: bool, attentions: bool) -> tuple:
+        """(logits, encoder self-attentions, decoder cross-attentions); no attentions unless asked."""
+        vocab = self._vocab.to(self.device) if restrict_vocabulary else None
+        out = self.model.sequence_logits(
+            batch.task_ids, batch.input_ids, batch.attention_mask, batch.decoder_input_ids,
+            vocab_ids=vocab, attentions=attentions,
+        )
+        return out if attentions else (out, None, None)
+
+    @torch.no_grad()
+    def diagnose(self, items: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> dict[str, float]:
+        """Teacher-forced label accuracy (every piece of a word's label right, given the gold
+        prefix), the first piece's accuracy and the alignment mass, without dropout. High
+        teacher-forced but low decoded accuracy points at decoding; both low, at learning."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            batch = self.training_batch(items)
+            logits, encoder_attn, cross_attn = self._teacher_forced(batch, True, True)
+        finally:
+            self.model.train(was_training)
+        labels = batch.column_labels(self._vocab)
+        right = (logits.argmax(dim=-1) == labels) | (labels == -100)
+        is_label = (batch.target_words >= 0) & (labels != -100)
+        # a decoder position predicts a label piece unless its own target is the next sentinel
+        is_sentinel = torch.isin(batch.labels, self.codec.sentinel_ids.to(self.device))
+        label_pos = is_label & ~is_sentinel
+        first = label_pos & (batch.decoder_input_ids.unsqueeze(-1) == self.codec.sentinel_ids.to(self.device)).any(-1)
+        words = batch.target_words.masked_fill(~label_pos, -1)
+        word_ok, n_words = 0, 0
+        for row in range(words.shape[0]):
+            ids = words[row][words[row] >= 0]
+            if ids.numel() == 0:
+                continue
+            ok = right[row][words[row] >= 0]
+            per_word = torch.zeros(int(ids.max()) + 1).index_add_(0, ids, (~ok).float())
+            present = torch.zeros_like(per_word).index_add_(0, ids, torch.ones_like(per_word[ids]))
+            word_ok += int(((per_word == 0) & (present > 0)).sum())
+            n_words += int((present > 0).sum())
+        return {
+            "teacher_forced_accuracy": word_ok / max(n_words, 1),
+            "first_piece_accuracy": float(right[first].float().mean()) if bool(first.any()) else float("nan"),
+            "alignment_mass": alignment_mass(cross_attn, batch.target_words, batch.source_owners),
+            "encoder_alignment_mass": alignment_mass(encoder_attn[:1], batch.source_sentinels, batch.source_words),
+        }
 
     # ------------------------------------------------------------------ prediction
     def predict(
@@ -209,8 +330,12 @@ class Labeler:
         *,
         batch_size: int = 64,
         constrained: bool = True,
+        mixed_tasks: bool = True,
     ) -> list[list[str]]:
-        """Tags for each (task, words) item, in order: BIO tags for span tasks, plain tags otherwise."""
+        """Tags for each (task, words) item, in order: BIO tags for span tasks, plain tags otherwise.
+
+        ``constrained=False`` is the authors' unconstrained greedy decoding; ``mixed_tasks=False``
+        batches one task at a time, as the authors do (the results are the same, only slower)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         segments: list[_Segment] = []
@@ -218,18 +343,20 @@ class Labeler:
             t = self.task_index(task_name)
             if constrained and not self.tasks[t].labels:
                 raise ValueError(f"Task {task_name!r} has no labels; initialize it with labels before predicting.")
-            ranges, word_pieces = self._segments(t, words, None)
+            ranges, word_pieces = self._segments(t, words)
             for r in ranges:
                 segments.append(_Segment(i, t, r, self.codec.interleave(word_pieces[r.start : r.stop])))
         targets: list[list[str]] = [[] for _ in segments]
-        order = sorted(range(len(segments)), key=lambda s: len(segments[s].source), reverse=True)
+        def key(s: int) -> tuple[int, int]:
+            return (0 if mixed_tasks else segments[s].task, -len(segments[s].source))
+
+        order = sorted(range(len(segments)), key=key)
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(order), batch_size):
-                chunk = [segments[s] for s in order[start : start + batch_size]]
-                decoded = self._decode(chunk, constrained)
-                for s, labels in zip(order[start : start + batch_size], decoded):
+            for batch in _batches(order, batch_size, None if mixed_tasks else (lambda s: segments[s].task)):
+                decoded = self._decode([segments[s] for s in batch], constrained)
+                for s, labels in zip(batch, decoded):
                     targets[s] = labels
         finally:
             self.model.train(was_training)
@@ -277,7 +404,7 @@ class Labeler:
         path = Path(path)
         meta = json.loads((path / TASKS_NAME).read_text(encoding="utf8"))
         model = HyperLoaderModel.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR), local_files_only=True)
+        tokenizer = word_initial_pieces(AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR), local_files_only=True))
         return cls(
             model, tokenizer, [TaskLabels(**t) for t in meta["tasks"]],
             max_source_tokens=meta["max_source_tokens"], max_target_tokens=meta["max_target_tokens"],

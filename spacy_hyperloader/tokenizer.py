@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5TokenizerFast
 
@@ -44,19 +46,57 @@ def train_sentencepiece(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "spiece.model"
         path.write_bytes(buffer.getvalue())
-        return T5TokenizerFast(vocab_file=str(path), extra_ids=N_SENTINELS)
+        return word_initial_pieces(T5TokenizerFast(vocab_file=str(path), extra_ids=N_SENTINELS))
+
+
+def word_initial_pieces(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Make a word tokenized on its own start with its word-initial ``▁`` piece, as in running text.
+
+    SentT' tokenizes every word separately. A Metaspace pre-tokenizer with
+    ``prepend_scheme: "never"`` (what converting a bare SentencePiece model can give) then
+    splits ``said`` into ``sa`` + ``id`` instead of ``▁said``, so fine-tuning sees other
+    pieces than pretraining did. T5's own tokenizer prepends (``"always"``); this sets the
+    same, and leaves tokenizers that already prepend (or are not fast) unchanged.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer
+    from tokenizers import Tokenizer
+
+    state = json.loads(backend.to_str())
+    if not _prepend_always(state.get("pre_tokenizer")) | _prepend_always(state.get("decoder")):
+        return tokenizer
+    tokenizer._tokenizer = Tokenizer.from_str(json.dumps(state))
+    return tokenizer
+
+
+def _prepend_always(node: Any) -> bool:
+    """Set every Metaspace ``prepend_scheme: never`` under ``node`` to ``always``; True if any changed."""
+    changed = False
+    if isinstance(node, dict):
+        if node.get("type") == "Metaspace" and node.get("prepend_scheme") == "never":
+            node["prepend_scheme"] = "always"
+            changed = True
+        for value in node.values():
+            changed |= _prepend_always(value)
+    elif isinstance(node, list):
+        for value in node:
+            changed |= _prepend_always(value)
+    return changed
 
 
 def load_tokenizer(source: str | Path) -> PreTrainedTokenizerBase:
     """From a tokenizer directory, a SentencePiece ``.model`` file, a ``tokenizer.json`` or a hub name."""
     path = check_local_source(source, "Tokenizer", "a tokenizer directory, a SentencePiece .model file or a tokenizer.json")
     if path.suffix == ".model" and path.is_file():
-        return T5TokenizerFast(vocab_file=str(path), extra_ids=N_SENTINELS)
-    if path.name == "tokenizer.json" and path.is_file():
-        return T5TokenizerFast(tokenizer_file=str(path))
-    if path.is_dir():
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    return AutoTokenizer.from_pretrained(str(source))
+        tokenizer = T5TokenizerFast(vocab_file=str(path), extra_ids=N_SENTINELS)
+    elif path.name == "tokenizer.json" and path.is_file():
+        tokenizer = T5TokenizerFast(tokenizer_file=str(path))
+    elif path.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+    return word_initial_pieces(tokenizer)
 
 
 def check_t5_tokenizer(tokenizer: PreTrainedTokenizerBase, source: str) -> None:

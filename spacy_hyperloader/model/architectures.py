@@ -20,6 +20,7 @@ class ArchitectureTable:
     sites: dict[str, dict[str, str]]  # site -> {stack -> path inside a block}
     layer_norm_pattern: str  # parameter names of the backbone's own layer norms
     d_model_attr: str = "d_model"
+    position_bias_attribute: str | None = None  # attribute holding a relative position bias embedding
 
     def blocks_of(self, backbone: nn.Module, stack: str) -> nn.ModuleList:
         return backbone.get_submodule(self.blocks[stack])
@@ -43,6 +44,7 @@ _T5 = ArchitectureTable(
         "cross_v": {"decoder": "layer.1.EncDecAttention.v"},
     },
     layer_norm_pattern=r"(^|\.)(layer_norm|final_layer_norm)\.weight$",
+    position_bias_attribute="relative_attention_bias",
 )
 
 # T5 v1.0 (ReLU FFN), T5 v1.1 / FLAN-T5 (gated-GELU FFN) and mT5 share module names.

@@ -57,7 +57,9 @@ class HyperLoaderConfig:
     ``adapter_bottleneck`` of None means ``d_model // 32`` (24 for t5-base), as the authors.
     ``train_backbone`` unfreezes the whole backbone: needed when the backbone is not pretrained.
     None means the variant's default: False, except for ``full_finetune`` (which generates
-    nothing, so only the backbone can learn: it requires True).
+    nothing, so only the backbone can learn: it requires True). ``position_bias_scale`` makes a
+    trained backbone's relative position bias learn that many times faster (see
+    ``position_bias.py``); 1 leaves the backbone untouched.
     """
 
     tasks: list[str] = field(default_factory=list)
@@ -73,6 +75,7 @@ class HyperLoaderConfig:
     adapter_layer_norm_eps: float = 1e-5
     train_backbone: bool | None = None
     train_backbone_layer_norms: bool = True
+    position_bias_scale: float = 1.0
 
     def __post_init__(self) -> None:
         self.tasks = list(self.tasks)
@@ -101,6 +104,10 @@ class HyperLoaderConfig:
             raise ValueError(
                 f"HyperLoaderConfig.adapter_bottleneck must be positive or None (d_model // 32), "
                 f"got {self.adapter_bottleneck!r}."
+            )
+        if not (isinstance(self.position_bias_scale, (int, float)) and self.position_bias_scale > 0):
+            raise ValueError(
+                f"HyperLoaderConfig.position_bias_scale must be a positive number (1: off), got {self.position_bias_scale!r}."
             )
         if self.lora_alpha <= 0:
             raise ValueError(f"HyperLoaderConfig.lora_alpha must be positive, got {self.lora_alpha!r}.")

@@ -21,6 +21,7 @@ from .backbone import build_backbone, load_backbone
 from .config import ADAPTER_SITES, HyperLoaderConfig
 from .generated import RowGroups, adapter, lora_delta
 from .hypernetwork import SiteWeights, StackHypernetwork
+from .position_bias import plain_state_dict, scale_position_bias
 
 CONFIG_NAME = "hyperloader.json"
 WEIGHTS_NAME = "hyperloader.safetensors"
@@ -72,6 +73,8 @@ class HyperLoaderModel(nn.Module):
             # Full fine-tuning: no hypernetwork, no hook; task ids are still checked but change
             # nothing, so the (unused) task embedding is frozen rather than trained or saved.
             self.task_embedding.weight.requires_grad_(False)
+        if config.position_bias_scale != 1.0 and self.architecture.position_bias_attribute:
+            scale_position_bias(backbone, self.architecture.position_bias_attribute, config.position_bias_scale)
         self._freeze_backbone()
         self._context: _TaskContext | None = None
         self._cache: dict[int, dict[str, dict[str, SiteWeights]]] = {}
@@ -219,19 +222,34 @@ class HyperLoaderModel(nn.Module):
         decoder_input_ids: Tensor,
         *,
         vocab_ids: Tensor | None = None,
-    ) -> Tensor:
-        """Teacher-forced logits (batch, target length, vocabulary or ``len(vocab_ids)``)."""
+        attentions: bool = False,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """Teacher-forced logits (batch, target length, vocabulary or ``len(vocab_ids)``); with
+        ``attentions``, also each encoder layer's self-attention (batch, heads, source, source) and
+        each decoder layer's cross-attention (batch, heads, target, source)."""
         with self.task_context(task_ids):
-            encoded = self.encode(input_ids, attention_mask)
-            hidden = self.backbone.get_decoder()(
+            encoder = self.backbone.get_encoder()(
+                input_ids=input_ids, attention_mask=attention_mask, output_attentions=attentions
+            )
+            out = self.backbone.get_decoder()(
                 input_ids=decoder_input_ids,
-                encoder_hidden_states=encoded,
+                encoder_hidden_states=encoder.last_hidden_state,
                 encoder_attention_mask=attention_mask,
                 use_cache=False,
-            ).last_hidden_state
-        return self.project(hidden, vocab_ids)
+                output_attentions=attentions,
+            )
+        logits = self.project(out.last_hidden_state, vocab_ids)
+        return (logits, encoder.attentions, out.cross_attentions) if attentions else logits
 
     # ----------------------------------------------------------------- parameters
+    def set_dropout(self, rate: float) -> None:
+        """Set every dropout rate of the model (spaCy's ``drop``: the authors train with 0.1)."""
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {rate!r}.")
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = rate
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
@@ -261,7 +279,9 @@ class HyperLoaderModel(nn.Module):
         }
         (path / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf8")
         if save_backbone:
-            self.backbone.save_pretrained(str(path / BACKBONE_DIR), safe_serialization=True)
+            self.backbone.save_pretrained(
+                str(path / BACKBONE_DIR), safe_serialization=True, state_dict=plain_state_dict(self.backbone)
+            )
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, backbone_source: str | Path | None = None) -> "HyperLoaderModel":

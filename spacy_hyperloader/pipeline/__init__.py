@@ -2,7 +2,7 @@
 
 from .architecture import build_hyperloader_model
 from .component import HyperLoaderComponent, make_hyperloader
-from .readers import create_multi_corpus
+from .readers import create_multi_corpus, create_multi_corpus_stream
 from .scorer import make_hyperloader_scorer, score_tasks
 from .tasks import TaskSpec
 

@@ -30,8 +30,18 @@ def build_hyperloader_model(
     adapter_bottleneck: int | None = None,
     lora_rank: int = 8,
     lora_alpha: float = 8.0,
+    max_grad_norm: float = 1.0,
+    alignment_weight: float = 0.0,
+    alignment_heads: int = 1,
+    position_bias_scale: float = 1.0,
 ) -> Model:
     """Settings of a HyperLoader model; see the README's config reference for each."""
+    if not max_grad_norm >= 0:
+        raise ValueError(f"max_grad_norm must be >= 0 (0: no clipping), got {max_grad_norm!r}.")
+    if not alignment_weight >= 0:
+        raise ValueError(f"alignment_weight must be >= 0 (0: off), got {alignment_weight!r}.")
+    if alignment_heads < 1:
+        raise ValueError(f"alignment_heads must be at least 1, got {alignment_heads!r}.")
     if loss_reduction not in ("sum", "mean"):
         raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {loss_reduction!r}.")
     if not 0 <= label_smoothing < 1:
@@ -41,7 +51,9 @@ def build_hyperloader_model(
         "restrict_vocabulary": restrict_vocabulary, "label_smoothing": label_smoothing,
         "loss_reduction": loss_reduction, "max_source_tokens": max_source_tokens,
         "max_target_tokens": max_target_tokens, "adapter_bottleneck": adapter_bottleneck,
-        "lora_rank": lora_rank, "lora_alpha": lora_alpha,
+        "lora_rank": lora_rank, "lora_alpha": lora_alpha, "max_grad_norm": max_grad_norm,
+        "alignment_weight": alignment_weight, "alignment_heads": alignment_heads,
+        "position_bias_scale": position_bias_scale,
     }
     return Model("hyperloader", _forward, attrs={"settings": settings, "labeler": None})
 

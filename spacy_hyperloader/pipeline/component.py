@@ -42,9 +42,14 @@ max_target_tokens = 128
 adapter_bottleneck = null
 lora_rank = 8
 lora_alpha = 8.0
+max_grad_norm = 1.0
+alignment_weight = 0.0
+alignment_heads = 1
+position_bias_scale = 1.0
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 CFG_NAME = "cfg.json"
+BATCHING = ("mixed", "per_task")
 MODEL_DIR = "model"
 
 
@@ -65,6 +70,8 @@ os.register_at_fork(after_in_child=_single_threaded_torch_after_fork)
         "tasks": {},
         "active_tasks": None,
         "batch_size": 64,
+        "constrained": True,
+        "batching": "mixed",
         "scorer": {"@scorers": SCORER_NAME},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "tag_acc": 1.0, "pos_acc": 0.0},
@@ -76,10 +83,13 @@ def make_hyperloader(
     tasks: dict[str, dict[str, Any]],
     active_tasks: list[str] | None,
     batch_size: int,
+    constrained: bool,
+    batching: str,
     scorer: Callable[..., dict[str, Any]] | None,
 ) -> "HyperLoaderComponent":
     return HyperLoaderComponent(
-        nlp.vocab, model, name, tasks=tasks, active_tasks=active_tasks, batch_size=batch_size, scorer=scorer
+        nlp.vocab, model, name, tasks=tasks, active_tasks=active_tasks, batch_size=batch_size,
+        constrained=constrained, batching=batching, scorer=scorer,
     )
 
 
@@ -99,6 +109,8 @@ class HyperLoaderComponent(TrainablePipe):
         tasks: dict[str, dict[str, Any]],
         active_tasks: Sequence[str] | None = None,
         batch_size: int = 64,
+        constrained: bool = True,
+        batching: str = "mixed",
         scorer: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
         self.vocab = vocab
@@ -106,7 +118,14 @@ class HyperLoaderComponent(TrainablePipe):
         self.name = name
         if batch_size < 1:
             raise ValueError(f"hyperloader batch_size must be at least 1, got {batch_size}.")
-        self.cfg: dict[str, Any] = {"batch_size": batch_size}
+        if batching not in BATCHING:
+            raise ValueError(
+                f"hyperloader batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}: "
+                f"'mixed' puts segments of all tasks in one batch, 'per_task' one task per batch (the authors)."
+            )
+        if not isinstance(constrained, bool):
+            raise ValueError(f"hyperloader constrained must be true or false, got {constrained!r}.")
+        self.cfg: dict[str, Any] = {"batch_size": batch_size, "constrained": constrained, "batching": batching}
         self._tasks = parse_tasks(tasks)
         self._active: list[str] | None = None
         self.active_tasks = active_tasks
@@ -203,7 +222,7 @@ class HyperLoaderComponent(TrainablePipe):
         config = HyperLoaderConfig(
             tasks=self.task_names, variant=settings["variant"], train_backbone=settings["train_backbone"],
             adapter_bottleneck=settings["adapter_bottleneck"], lora_rank=settings["lora_rank"],
-            lora_alpha=settings["lora_alpha"],
+            lora_alpha=settings["lora_alpha"], position_bias_scale=settings["position_bias_scale"],
         )
         model = HyperLoaderModel(backbone, config, backbone_source=settings["backbone"]).to(self._device())
         return Labeler(
@@ -254,7 +273,10 @@ class HyperLoaderComponent(TrainablePipe):
         preds: list[dict[str, list[str]]] = [{} for _ in docs]
         if not items:
             return preds
-        tags = self.labeler.predict(items, batch_size=self.cfg["batch_size"])
+        tags = self.labeler.predict(
+            items, batch_size=self.cfg["batch_size"], constrained=self.cfg["constrained"],
+            mixed_tasks=self.cfg["batching"] == "mixed",
+        )
         for (i, name), doc_tags in zip(owners, tags):
             preds[i][name] = doc_tags
         return preds
@@ -295,9 +317,11 @@ class HyperLoaderComponent(TrainablePipe):
         labeler = self.labeler
         settings = self.model.attrs["settings"]
         labeler.model.train()
+        labeler.model.set_dropout(drop)
         loss = labeler.loss(
             items, label_smoothing=settings["label_smoothing"], reduction=settings["loss_reduction"],
-            restrict_vocabulary=settings["restrict_vocabulary"],
+            restrict_vocabulary=settings["restrict_vocabulary"], alignment_weight=settings["alignment_weight"],
+            alignment_heads=settings["alignment_heads"],
         )
         if not torch.isfinite(loss):
             raise ValueError(f"The hyperloader loss is {loss.item()}; lower the learning rate or use loss_reduction='mean'.")
@@ -308,6 +332,12 @@ class HyperLoaderComponent(TrainablePipe):
         return losses
 
     def finish_update(self, sgd: Optimizer) -> None:
+        """Clip the global gradient norm of all trainable parameters, then step. thinc's own
+        ``grad_clip`` clips each tensor alone, which changes the relative step sizes across the
+        hypernetwork; the shipped configs turn it off."""
+        max_norm = self.model.attrs["settings"]["max_grad_norm"]
+        if max_norm:
+            torch.nn.utils.clip_grad_norm_(self.labeler.model.trainable_parameters(), max_norm)
         self.model.finish_update(sgd)
         self.labeler.model.invalidate_generated_weights()
 
@@ -326,6 +356,8 @@ class HyperLoaderComponent(TrainablePipe):
             "tasks": {t.name: t.to_config() for t in self._tasks},
             "active_tasks": self._active,
             "batch_size": self.cfg["batch_size"],
+            "constrained": self.cfg["constrained"],
+            "batching": self.cfg["batching"],
         }
         srsly.write_json(path / CFG_NAME, cfg)
         if "model" not in exclude and get_labeler(self.model) is not None:
@@ -349,7 +381,8 @@ class HyperLoaderComponent(TrainablePipe):
                 )
         self._tasks = saved
         self._active = cfg.get("active_tasks")
-        self.cfg["batch_size"] = cfg.get("batch_size", self.cfg["batch_size"])
+        for key in ("batch_size", "constrained", "batching"):
+            self.cfg[key] = cfg.get(key, self.cfg[key])
         if "model" not in exclude and (path / MODEL_DIR).is_dir():
             labeler = Labeler.load(path / MODEL_DIR)
             labeler.model.to(self._device())
