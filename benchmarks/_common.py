@@ -80,6 +80,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--alignment-weight", type=float, default=0.0,
                         help="guided attention on the alignment SentT' states (model.alignment_weight; 0: off)")
+    parser.add_argument("--position-bias-scale", type=float, default=1.0,
+                        help="with a trained backbone, its relative position bias learns this many times faster "
+                             "(model.position_bias_scale; default: %(default)s)")
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout while training (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=0,
                         help="score a dev slice every N steps for the learning curves (0: never)")
     parser.add_argument("--dev-limit", type=int, default=200, help="dev sentences per task for the learning curves")

@@ -93,6 +93,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {', '.join(SYSTEMS)}")
     parser.add_argument("--fractions", default="1.0,0.5,0.2,0.1", help="training-data fractions (default: %(default)s)")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the six tasks")
+    parser.add_argument("--test-limit", type=int, default=None,
+                        help="at most N test sentences per task, the same sample for every system (default: all)")
     args = parser.parse_args(argv)
     resolve_common(args)
     args.systems = _choices(args.systems, SYSTEMS, "--systems")
@@ -127,8 +129,11 @@ def build_labeler(args, backbone: str, tokenizer, tasks: list[TaskLabels], varia
     config = HyperLoaderConfig(
         tasks=[t.name for t in tasks], variant=variant,
         train_backbone=None if variant == "full_finetune" else args.train_backbone,
+        position_bias_scale=args.position_bias_scale,
     )
-    return Labeler(HyperLoaderModel.from_backbone(backbone, config), tokenizer, tasks)
+    labeler = Labeler(HyperLoaderModel.from_backbone(backbone, config), tokenizer, tasks)
+    labeler.model.set_dropout(args.dropout)
+    return labeler
 
 
 def majority_tags(train_data: Sequence[Sentence]) -> dict[str, str]:
@@ -232,7 +237,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         task: (CorpusFile(TASKS[task][0], train, vocab), CorpusFile(TASKS[task][0], test, vocab))
         for task, (train, test) in paths.items()
     }
-    test_data = {task: as_sentences(test.docs(1.0, args.data_seed, args.limit)) for task, (_, test) in corpora.items()}
+    limits = [n for n in (args.limit, args.test_limit) if n]
+    test_limit = min(limits) if limits else None
+    test_data = {task: as_sentences(test.docs(1.0, args.data_seed, test_limit)) for task, (_, test) in corpora.items()}
     dev_data = None
     if args.eval_every:
         dev_paths = require_paths(args.data, [DEV[task] for task in args.tasks])

@@ -73,4 +73,11 @@ def test_accuracy_spacy_smoke(load_benchmark, tmp_path):
         assert is_score(row["score"]), (task, row)
         assert row["test_sentences"] == 4 and row["train_sentences"] == 4 and row["labels"] > 0
     assert data["tasks"]["upos"]["score_key"] == "pos_acc"
-    assert data["steps"] == 2 and data["train_wall_s"] > 0
+    assert is_score(data["tasks"]["chunk"]["np_f"])
+    assert data["steps"] == 2 and data["train_wall_s"] > 0 and data["train_cpu_s"] > 0
+    assert data["settings"]["dropout"] == 0.1 and data["settings"]["position_bias_scale"] == 1.0
+    if "skipped" in data["peer"]:  # en_core_web_sm not installed: a note, no peer figures
+        assert all(row["peer"] is None for row in data["tasks"].values())
+    else:  # scored on the same test docs
+        peer = {task: row["peer"] for task, row in data["tasks"].items()}
+        assert is_score(peer["ner"]["score"]) and is_score(peer["upos"]["score"]) and is_score(peer["chunk"]["np_f"])

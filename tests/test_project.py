@@ -43,16 +43,18 @@ def test_all_workflow_end_to_end(tmp_path):
     for key in ("ents_f", "tag_acc", "pos_acc", "spans_chunks_f"):
         assert key in metrics and metrics[key] is not None, key
     assert (project / "training" / "model-best" / "hyperloader" / "model" / "hyperloader.safetensors").is_file()
+    assert json.loads((project / "labels" / "hyperloader.json").read_text())["ner"] == ["LOC", "MISC", "ORG", "PER"]
     html = (project / "metrics" / "annotate.html").read_text()
     assert "<html" in html.lower()
     assert list((project / "packages").glob("*/dist/*.tar.gz"))
 
-    # the optional pretraining step, whose output the demo can train on (--vars.demo_backbone)
+    # the optional random backbone and its pretraining, which the demo can train on (--vars.demo_backbone)
     pretrain = {"demo_pretrain_steps": 2, "demo_pretrain_fraction": 0.01}
-    result = subprocess.run(
-        [sys.executable, "-m", "spacy", "project", "run", "pretrain", str(project), *overrides,
-         *(f"--vars.{k}={v}" for k, v in pretrain.items())],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for command in ("init-backbone", "pretrain"):
+        result = subprocess.run(
+            [sys.executable, "-m", "spacy", "project", "run", command, str(project), *overrides,
+             *(f"--vars.{k}={v}" for k, v in pretrain.items())],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert json.loads((project / "backbone_pretrained" / "pretrain.json").read_text())["step"] == 2

@@ -282,3 +282,11 @@ def test_scaled_position_bias_keeps_the_function_learns_faster_and_saves_plain(t
     with torch.no_grad():
         assert torch.allclose(reloaded(task_ids=[0], input_ids=ids, decoder_input_ids=ids).logits,
                               scaled(task_ids=[0], input_ids=ids, decoder_input_ids=ids).logits, atol=1e-5)
+
+
+def test_runs_of_one_corpus_make_single_task_batches():
+    corpora = {"a": list(range(100)), "b": list(range(100, 110))}
+    stream = sample_stream(corpora, 10.0, random.Random(0), run_length=8)
+    batches = [[next(stream) for _ in range(8)] for _ in range(200)]
+    assert all(len({x < 100 for x in batch}) == 1 for batch in batches)
+    assert {x < 100 for batch in batches for x in batch} == {True, False}

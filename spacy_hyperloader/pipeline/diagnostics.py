@@ -93,7 +93,7 @@ def _measure(
         point["tasks"][task] = {k: round(v, 4) for k, v in figures.items()}
     scores = nlp.evaluate(dev) if dev else {}
     point["dev"] = {k: round(float(v), 4) for k, v in scores.items() if isinstance(v, (int, float)) and v is not None
-                    and (k.endswith("_acc") or k.endswith("_f"))}
+                    and not k.startswith("token_") and (k.endswith("_acc") or k.endswith("_f"))}
     return point
 
 

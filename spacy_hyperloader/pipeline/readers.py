@@ -81,6 +81,7 @@ def create_multi_corpus_stream(
     max_length: int = 0,
     limit: int = 0,
     seed: int = 0,
+    run_length: int = 1,
 ) -> Callable[[Language], Iterator[Example]]:
     """Like v1, but with ``sample`` an endless stream: every example is drawn afresh, corpus t
     with probability proportional to n_t^(1/temperature), then one of its examples uniformly,
@@ -91,8 +92,13 @@ def create_multi_corpus_stream(
     ``[initialize.components]`` (spaCy initializes a streamed corpus from 100 examples only);
     ``spacy init labels ... --training.max_epochs 0 --corpora.train.sample false`` writes them,
     since ``sample = false`` reads every example once.
+
+    ``run_length`` draws that many examples in a row from one corpus: with the batcher's size
+    equal to it (``spacy.batch_by_sequence.v1``), every batch holds one task, as the authors train.
     """
     _check_reader_args(paths, temperature)
+    if not isinstance(run_length, int) or run_length < 1:
+        raise ValueError(f"run_length must be a positive integer (1: tasks mix within a batch), got {run_length!r}.")
 
     def read(nlp: Language) -> Iterator[Example]:
         corpora = _read_corpora(paths, nlp, mark_tasks=mark_tasks, max_length=max_length, limit=limit)
@@ -100,20 +106,24 @@ def create_multi_corpus_stream(
             for egs in corpora.values():
                 yield from egs
             return
-        yield from sample_stream(corpora, temperature, random.Random(seed))
+        yield from sample_stream(corpora, temperature, random.Random(seed), run_length=run_length)
 
     return read
 
 
-def sample_stream(corpora: dict[str, list[T]], temperature: float, rng: random.Random) -> Iterator[T]:
-    """Endless draws with replacement: a corpus by temperature, then one of its items uniformly."""
+def sample_stream(
+    corpora: dict[str, list[T]], temperature: float, rng: random.Random, *, run_length: int = 1
+) -> Iterator[T]:
+    """Endless draws with replacement: a corpus by temperature, then ``run_length`` of its items
+    uniformly."""
     probabilities = task_sampling_probabilities({n: len(e) for n, e in corpora.items()}, temperature)
     names = list(probabilities)
     cumulative = list(itertools.accumulate(probabilities[n] for n in names))
     while True:
         for name in rng.choices(names, cum_weights=cumulative, k=1024):
             items = corpora[name]
-            yield items[rng.randrange(len(items))]
+            for _ in range(run_length):
+                yield items[rng.randrange(len(items))]
 
 
 def _check_reader_args(paths: dict[str, str], temperature: float) -> None:
