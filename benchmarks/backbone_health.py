@@ -37,6 +37,11 @@ from spacy_hyperloader.tokenizer import load_tokenizer  # noqa: E402
 
 def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, n_classes: int, steps: int = 300) -> float:
     """Held-out accuracy (last 20 %) of a softmax regression on standardised features."""
+    with torch.enable_grad():
+        return _fit_probe(features, labels, n_classes, steps)
+
+
+def _fit_probe(features: torch.Tensor, labels: torch.Tensor, n_classes: int, steps: int) -> float:
     split = int(len(labels) * 0.8)
     x = (features - features[:split].mean(0)) / (features[:split].std(0) + 1e-5)
     weight = torch.zeros(x.shape[1], n_classes, requires_grad=True)

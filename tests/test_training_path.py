@@ -290,3 +290,22 @@ def test_runs_of_one_corpus_make_single_task_batches():
     batches = [[next(stream) for _ in range(8)] for _ in range(200)]
     assert all(len({x < 100 for x in batch}) == 1 for batch in batches)
     assert {x < 100 for batch in batches for x in batch} == {True, False}
+
+
+def test_the_recipe_with_alignment_aids_still_overfits_and_round_trips(backbone_dir, tmp_path):  # noqa: F811
+    from .test_component import TRAIN, annotations, expected
+
+    nlp = make_nlp(backbone_dir, train_backbone=True, alignment_weight=1.0, position_bias_scale=10.0)
+    examples = gold_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 1e-3
+    texts = [" ".join(w) for w, *_ in TRAIN]
+    gold = [expected(*t) for t in TRAIN]
+    for step in range(300):
+        nlp.update(examples, sgd=optimizer, drop=0.1)
+        if step % 20 == 19 and [annotations(d) for d in nlp.pipe(texts)] == gold:
+            break
+    assert [annotations(d) for d in nlp.pipe(texts)] == gold, f"not overfit after {step + 1} steps"
+    assert [annotations(nlp(t)) for t in texts] == gold
+    nlp.to_disk(tmp_path / "pipeline")
+    assert [annotations(d) for d in spacy.load(tmp_path / "pipeline").pipe(texts)] == gold
