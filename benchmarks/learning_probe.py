@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--alignment-weight", type=float, default=0.0)
     parser.add_argument("--alignment-heads", type=int, default=1)
     parser.add_argument("--position-bias-scale", type=float, default=1.0)
+    parser.add_argument("--lora-alpha", type=float, default=8.0, help="LoRA scale alpha / rank (rank 8)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -72,7 +73,7 @@ def main() -> None:
     if args.random_init:
         backbone = build_backbone(backbone.config)
     config = HyperLoaderConfig(tasks=[args.task], variant=args.variant, train_backbone=True,
-                               position_bias_scale=args.position_bias_scale)
+                               position_bias_scale=args.position_bias_scale, lora_alpha=args.lora_alpha)
     labeler = Labeler(HyperLoaderModel(backbone, config), load_tokenizer(args.backbone), [TaskLabels(args.task, scheme, labels)])
     params = labeler.model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
