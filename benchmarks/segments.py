@@ -23,7 +23,7 @@ from benchmarks._common import DEFAULT_DATA, print_table, write_json  # noqa: E4
 from spacy_hyperloader.codec import SentTCodec  # noqa: E402
 from spacy_hyperloader.corpora import FORMATS  # noqa: E402
 from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
-from spacy_hyperloader.format import plan_segments, simplify_bio  # noqa: E402
+from spacy_hyperloader.format import plan_segments, plan_source_segments, simplify_bio  # noqa: E402
 from spacy_hyperloader.tokenizer import load_tokenizer  # noqa: E402
 
 TEST_SETS = {
@@ -54,8 +54,7 @@ def main() -> None:
         for s in sentences:
             pieces = [len(p) for p in codec.piece_ids(s.words)]
             old.append(len(plan_segments(pieces, [longest] * len(pieces), max_source_tokens=args.max_source_tokens)))
-            new.append(len(plan_segments(pieces, [0] * len(pieces), max_source_tokens=args.max_source_tokens,
-                                         max_target_tokens=101)))
+            new.append(len(plan_source_segments(pieces, max_source_tokens=args.max_source_tokens)))
         n = len(sentences)
         results[name] = {
             "sentences": n, "longest_label_pieces": longest,

@@ -33,6 +33,7 @@ __all__ = [
     "parse_source",
     "parse_target",
     "plan_segments",
+    "plan_source_segments",
     "join_segments",
 ]
 
@@ -311,6 +312,15 @@ def plan_segments(
         segments.append(range(start, end))
         start = end
     return segments
+
+
+def plan_source_segments(source_lengths: Sequence[int], *, max_source_tokens: int = 128) -> list[range]:
+    """The segment plan budgeted on the source alone (pieces, sentinels, at most 99 words): the
+    one plan training and prediction share, so a sentence is cut identically in both. The target
+    is not budgeted: T5's relative positions let it run past the source budget."""
+    n = len(source_lengths)
+    return plan_segments(source_lengths, [0] * n, max_source_tokens=max_source_tokens,
+                         max_target_tokens=MAX_WORDS_PER_SEGMENT + 2)
 
 
 def join_segments(parts: Sequence[Sequence[str]]) -> list[str]:

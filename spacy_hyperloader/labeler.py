@@ -17,11 +17,11 @@ from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .codec import SentTCodec
-from .format import MAX_WORDS_PER_SEGMENT, expand_bio, join_segments, parse_target, plan_segments, simplify_bio
+from .format import expand_bio, join_segments, parse_target, plan_source_segments, simplify_bio
 from .model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy
 from .model.hyperloader import HyperLoaderModel
-from .tokenizer import word_initial_pieces
 from .model.training import alignment_mass, guided_alignment_loss, label_smoothed_nll
+from .tokenizer import word_initial_pieces
 
 TASKS_NAME = "tasks.json"
 TOKENIZER_DIR = "tokenizer"
@@ -85,10 +85,17 @@ class TrainingBatch:
     source_sentinels: Tensor
     target_words: Tensor
 
-    @property
-    def source_owners(self) -> Tensor:
-        """Word index of each source position, sentinels included."""
-        return torch.maximum(self.source_words, self.source_sentinels)
+    def alignment_hops(
+        self, encoder_attentions: Sequence[Tensor], cross_attentions: Sequence[Tensor]
+    ) -> dict[str, tuple[Sequence[Tensor], Tensor, Tensor]]:
+        """The two hops SentT' states exactly, as (attentions, query words, key words): in the
+        encoder's first layer ``<extra_id_i>`` reads word i's pieces; in every decoder layer the
+        positions writing label i read word i (its sentinel and pieces)."""
+        owners = torch.maximum(self.source_words, self.source_sentinels)
+        return {
+            "encoder": (encoder_attentions[:1], self.source_sentinels, self.source_words),
+            "decoder": (cross_attentions, self.target_words, owners),
+        }
 
     def column_labels(self, vocab: Tensor | None) -> Tensor:
         """Labels as columns of the restricted vocabulary ``vocab`` (sorted ids), or as they are."""
@@ -180,7 +187,7 @@ class Labeler:
         extra = dict(zip(unknown, self.codec.label_piece_ids(unknown)))
         return [known[t] if t in known else extra[t] for t in targets]
 
-    def _segments(self, task: int, words: Sequence[str]) -> tuple[list[range], list[list[int]]]:
+    def _segments(self, words: Sequence[str]) -> tuple[list[range], list[list[int]]]:
         """Segment ranges and each word's subword ids. Only the source is budgeted (pieces and
         sentinels, at most 99 words), so training and prediction cut a sentence identically;
         the target may run past the source budget, as T5's relative positions allow."""
@@ -189,10 +196,7 @@ class Labeler:
 
     def plan(self, word_pieces: Sequence[Sequence[int]]) -> list[range]:
         """The segment plan of a sentence given its words' subword ids (the same in training and prediction)."""
-        return plan_segments(
-            [len(p) for p in word_pieces], [0] * len(word_pieces),
-            max_source_tokens=self.max_source_tokens, max_target_tokens=MAX_WORDS_PER_SEGMENT + 2,
-        )
+        return plan_source_segments([len(p) for p in word_pieces], max_source_tokens=self.max_source_tokens)
 
     def _pad(self, rows: Sequence[Sequence[int]], value: int) -> Tensor:
         width = max(len(r) for r in rows)
@@ -217,7 +221,7 @@ class Labeler:
                         f"Task {task_name!r} has no label(s) {unknown}: the restricted-vocabulary loss "
                         f"cannot score them. Add them to the task's labels before training."
                     )
-            ranges, word_pieces = self._segments(t, words)
+            ranges, word_pieces = self._segments(words)
             for r in ranges:
                 # simplified per segment: a span cut by a boundary restarts as a type label
                 seg_targets = spec.to_targets(list(tags)[r.start : r.stop])
@@ -269,10 +273,10 @@ class Labeler:
         loss = label_smoothed_nll(logits, batch.column_labels(self._vocab if restrict_vocabulary else None),
                                   epsilon=label_smoothing, reduction=reduction)
         if alignment_weight > 0:
-            aux = guided_alignment_loss(encoder_attn[:1], batch.source_sentinels, batch.source_words,
-                                        heads=alignment_heads)
-            aux = aux + guided_alignment_loss(cross_attn, batch.target_words, batch.source_owners,
-                                              heads=alignment_heads)
+            aux = sum(
+                guided_alignment_loss(*hop, heads=alignment_heads)
+                for hop in batch.alignment_hops(encoder_attn, cross_attn).values()
+            )
             scale = (batch.labels != -100).sum() if reduction == "sum" else 1
             loss = loss + alignment_weight * scale * aux
         return loss
@@ -316,11 +320,12 @@ class Labeler:
             present = torch.zeros_like(per_word).index_add_(0, ids, torch.ones_like(per_word[ids]))
             word_ok += int(((per_word == 0) & (present > 0)).sum())
             n_words += int((present > 0).sum())
+        hops = batch.alignment_hops(encoder_attn, cross_attn)
         return {
             "teacher_forced_accuracy": word_ok / max(n_words, 1),
             "first_piece_accuracy": float(right[first].float().mean()) if bool(first.any()) else float("nan"),
-            "alignment_mass": alignment_mass(cross_attn, batch.target_words, batch.source_owners),
-            "encoder_alignment_mass": alignment_mass(encoder_attn[:1], batch.source_sentinels, batch.source_words),
+            "alignment_mass": alignment_mass(*hops["decoder"]),
+            "encoder_alignment_mass": alignment_mass(*hops["encoder"]),
         }
 
     # ------------------------------------------------------------------ prediction
@@ -343,7 +348,7 @@ class Labeler:
             t = self.task_index(task_name)
             if constrained and not self.tasks[t].labels:
                 raise ValueError(f"Task {task_name!r} has no labels; initialize it with labels before predicting.")
-            ranges, word_pieces = self._segments(t, words)
+            ranges, word_pieces = self._segments(words)
             for r in ranges:
                 segments.append(_Segment(i, t, r, self.codec.interleave(word_pieces[r.start : r.stop])))
         targets: list[list[str]] = [[] for _ in segments]

@@ -115,52 +115,58 @@ def label_smoothed_nll(
     return loss
 
 
+def _own_word_mask(query_words: Tensor, key_words: Tensor) -> tuple[Tensor, Tensor]:
+    """(aligned, supervised): aligned[b, q, k] when key k belongs to query q's word; supervised[b, q]
+    when query q has a word with at least one key."""
+    aligned = (query_words[:, :, None] == key_words[:, None, :]) & (query_words[:, :, None] >= 0)
+    return aligned, aligned.any(dim=-1)
+
+
 def guided_alignment_loss(
-    cross_attentions: Sequence[Tensor],
-    target_words: Tensor,
-    source_words: Tensor,
+    attentions: Sequence[Tensor],
+    query_words: Tensor,
+    key_words: Tensor,
     *,
     heads: int = 1,
 ) -> Tensor:
-    """Mean ``-log`` of the cross-attention mass each decoder position puts on its own word.
+    """Mean ``-log`` of the attention mass each query position puts on its own word.
 
     SentT' states the alignment exactly: the decoder positions that write word i's label
-    (fed ``<extra_id_i>`` and that label's pieces) belong to the encoder pieces of word i.
-    A decoder learning from a weak backbone finds this pointer slowly on its own; supervising
-    the first ``heads`` heads of every decoder layer gives it directly (guided alignment,
-    Garg et al. 2019) and leaves the other heads free.
+    (fed ``<extra_id_i>`` and that label's pieces) belong to word i in the encoder, and the
+    encoder's ``<extra_id_i>`` belongs to word i's pieces. A model learning from a weak
+    backbone finds these pointers slowly on its own; supervising the first ``heads`` heads of
+    each given layer gives them directly (guided alignment, Garg et al. 2019) and leaves the
+    other heads free.
 
-    ``target_words`` (batch, target length) and ``source_words`` (batch, source length) hold
-    the word index of each position, ``-1`` where there is none; ``cross_attentions`` holds one
-    (batch, heads, target, source) tensor per layer.
+    ``query_words`` (batch, queries) and ``key_words`` (batch, keys) hold the word index of each
+    position, ``-1`` where there is none; ``attentions`` holds one (batch, heads, queries, keys)
+    tensor per layer.
     """
     if heads < 1:
         raise ValueError(f"heads must be at least 1, got {heads!r}")
-    if not cross_attentions:
-        raise ValueError("No cross-attention tensors: call the decoder with output_attentions=True.")
-    aligned = (target_words[:, :, None] == source_words[:, None, :]) & (target_words[:, :, None] >= 0)
-    supervised = aligned.any(dim=-1)
+    if not attentions:
+        raise ValueError("No attention tensors: call the backbone with output_attentions=True.")
+    aligned, supervised = _own_word_mask(query_words, key_words)
     if not bool(supervised.any()):
-        return cross_attentions[0].sum() * 0.0
+        return attentions[0].sum() * 0.0
     losses = []
-    for attention in cross_attentions:
-        mass = (attention[:, :heads].float() * aligned[:, None].float()).sum(dim=-1)  # (batch, heads, target)
+    for attention in attentions:
+        mass = (attention[:, :heads].float() * aligned[:, None].float()).sum(dim=-1)  # (batch, heads, queries)
         # no clamp: a clamped log has no gradient exactly where attention is most wrong
         nll = -torch.log(mass + 1e-12)
         losses.append(nll.masked_select(supervised[:, None, :].expand_as(nll)).mean())
     return torch.stack(losses).mean()
 
 
-def alignment_mass(cross_attentions: Sequence[Tensor], target_words: Tensor, source_words: Tensor) -> float:
-    """Cross-attention mass on each position's own word, averaged over layers, heads and positions
-    (uniform attention gives about 1/words): the diagnostic of whether the decoder aligns."""
-    aligned = (target_words[:, :, None] == source_words[:, None, :]) & (target_words[:, :, None] >= 0)
-    supervised = aligned.any(dim=-1)
+def alignment_mass(attentions: Sequence[Tensor], query_words: Tensor, key_words: Tensor) -> float:
+    """Attention mass on each query's own word, averaged over layers, heads and positions
+    (uniform attention gives about 1/words): the diagnostic of whether the model aligns."""
+    aligned, supervised = _own_word_mask(query_words, key_words)
     if not bool(supervised.any()):
         return float("nan")
     masses = [
         (a.float() * aligned[:, None].float()).sum(dim=-1).mean(dim=1).masked_select(supervised).mean()
-        for a in cross_attentions
+        for a in attentions
     ]
     return float(torch.stack(masses).mean())
 
