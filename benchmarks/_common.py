@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 from spacy.vocab import Vocab  # noqa: E402
 
-from spacy_hyperloader.backbone_init import SHAPES, init_backbone  # noqa: E402
+from spacy_hyperloader.pretraining.backbone_init import SHAPES, init_backbone  # noqa: E402
 from spacy_hyperloader.corpora import FORMATS, sample_indices  # noqa: E402
 from spacy_hyperloader.corpora.base import ConversionStats, build_doc, drop_blank_tokens  # noqa: E402
 from spacy_hyperloader.model.training import TemperatureSampler  # noqa: E402

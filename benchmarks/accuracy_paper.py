@@ -54,7 +54,7 @@ from spacy_hyperloader.labeler import Labeler, TaskLabels
 from spacy_hyperloader.metrics import span_scores
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel
 from spacy_hyperloader.model.training import build_optimizer, linear_warmup_decay, optimizer_step
-from spacy_hyperloader.tokenizer import load_tokenizer
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer
 
 # name -> (format, train, test) under --data, as project.yml's convert-paper; short column name
 TASKS: dict[str, tuple[str, str, str, str]] = {

@@ -28,11 +28,11 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks._common import DEFAULT_DATA, print_table, write_json  # noqa: E402
-from spacy_hyperloader.codec import SentTCodec  # noqa: E402
+from spacy_hyperloader.sentt.codec import SentTCodec  # noqa: E402
 from spacy_hyperloader.corpora import FORMATS  # noqa: E402
 from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
 from spacy_hyperloader.model.backbone import build_backbone, load_backbone  # noqa: E402
-from spacy_hyperloader.tokenizer import load_tokenizer  # noqa: E402
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer  # noqa: E402
 
 
 def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, n_classes: int, steps: int = 300) -> float:

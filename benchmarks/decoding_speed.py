@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from transformers import T5Config
 
-from spacy_hyperloader.codec import SentTCodec
-from spacy_hyperloader.format import parse_target, simplify_bio
+from spacy_hyperloader.sentt.codec import SentTCodec
+from spacy_hyperloader.sentt.format import parse_target, simplify_bio
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel
 from spacy_hyperloader.model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy
-from spacy_hyperloader.tokenizer import load_tokenizer, train_sentencepiece
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer, train_sentencepiece
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 T5_SMALL = dict(d_model=512, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8, d_kv=64)

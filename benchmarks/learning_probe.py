@@ -35,7 +35,7 @@ from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
 from spacy_hyperloader.labeler import Labeler, TaskLabels  # noqa: E402
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel  # noqa: E402
 from spacy_hyperloader.model.backbone import build_backbone, load_backbone  # noqa: E402
-from spacy_hyperloader.tokenizer import load_tokenizer  # noqa: E402
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer  # noqa: E402
 
 COLUMNS = {"tag": "tags", "ner": "ner", "chunk": "chunks"}
 

@@ -20,11 +20,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import DEFAULT_DATA, print_table, write_json  # noqa: E402
-from spacy_hyperloader.codec import SentTCodec  # noqa: E402
+from spacy_hyperloader.sentt.codec import SentTCodec  # noqa: E402
 from spacy_hyperloader.corpora import FORMATS  # noqa: E402
 from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
-from spacy_hyperloader.format import plan_segments, plan_source_segments, simplify_bio  # noqa: E402
-from spacy_hyperloader.tokenizer import load_tokenizer  # noqa: E402
+from spacy_hyperloader.sentt.format import plan_segments, plan_source_segments, simplify_bio  # noqa: E402
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer  # noqa: E402
 
 TEST_SETS = {
     "ATIS": ("seq", "paper/atis/test"),

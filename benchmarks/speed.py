@@ -95,7 +95,7 @@ from spacy.language import Language  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
 import spacy_hyperloader.pipeline.component  # noqa: E402,F401  (registers the factory)
-from spacy_hyperloader.format import MAX_WORDS_PER_SEGMENT, source_text  # noqa: E402
+from spacy_hyperloader.sentt.format import MAX_WORDS_PER_SEGMENT, source_text  # noqa: E402
 from spacy_hyperloader.model.decoding import unconstrained_greedy  # noqa: E402
 from spacy_hyperloader.model.hyperloader import HyperLoaderModel  # noqa: E402
 
@@ -179,7 +179,7 @@ def build_random_pipeline(
     shape: str, sentences: Sequence[Sequence[str]], vocab: str, seed: int, max_target_tokens: int = 128
 ) -> tuple[Language, str]:
     """A blank English pipeline with a random hyperloader of ``shape`` and the CoNLL-2003 tasks."""
-    from spacy_hyperloader.backbone_init import init_backbone
+    from spacy_hyperloader.pretraining.backbone_init import init_backbone
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory(prefix="speed-backbone-") as tmp:

@@ -31,7 +31,7 @@ from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
 from spacy_hyperloader.labeler import Labeler, TaskLabels  # noqa: E402
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel  # noqa: E402
 from spacy_hyperloader.model.backbone import load_backbone  # noqa: E402
-from spacy_hyperloader.tokenizer import load_tokenizer  # noqa: E402
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer  # noqa: E402
 
 
 def timed(step, repeats: int) -> float:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .backbone_init import SHAPES
+from .pretraining.backbone_init import SHAPES
 from .corpora import FORMATS
 
 app = typer.Typer(
@@ -139,8 +139,8 @@ def init_backbone_command(
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
     from wasabi import msg
 
-    from .backbone_init import count_parameters, init_backbone
-    from .tokenizer import load_tokenizer
+    from .pretraining.backbone_init import count_parameters, init_backbone
+    from .sentt.tokenizer import load_tokenizer
 
     if shape not in SHAPES:
         raise typer.BadParameter(f"unknown shape {shape!r}; valid shapes: {', '.join(SHAPES)}", param_hint="'--shape'")

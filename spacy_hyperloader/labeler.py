@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from .codec import SentTCodec
-from .format import expand_bio, join_segments, parse_target, plan_source_segments, simplify_bio
+from .sentt.codec import SentTCodec
+from .sentt.format import expand_bio, join_segments, parse_target, plan_source_segments, simplify_bio
 from .model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy
 from .model.hyperloader import HyperLoaderModel
 from .model.training import alignment_mass, guided_alignment_loss, label_smoothed_nll
-from .tokenizer import word_initial_pieces
+from .sentt.tokenizer import word_initial_pieces
 
 TASKS_NAME = "tasks.json"
 TOKENIZER_DIR = "tokenizer"

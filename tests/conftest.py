@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spacy_hyperloader.tokenizer import train_sentencepiece
+from spacy_hyperloader.sentt.tokenizer import train_sentencepiece
 
 from .tiny import TOY_TEXT
 

@@ -13,9 +13,9 @@ from spacy.tokens import Doc, DocBin
 from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
 from typer.testing import CliRunner
 
-from spacy_hyperloader.backbone_init import SHAPES, count_parameters, init_backbone, iter_training_text
+from spacy_hyperloader.pretraining.backbone_init import SHAPES, count_parameters, init_backbone, iter_training_text
 from spacy_hyperloader.cli import app
-from spacy_hyperloader.tokenizer import load_tokenizer
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer
 
 from .tiny import TOY_TEXT
 

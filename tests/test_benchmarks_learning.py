@@ -30,7 +30,7 @@ def run(script: str, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_backbone(tmp_path_factory):
-    from spacy_hyperloader.backbone_init import init_backbone
+    from spacy_hyperloader.pretraining.backbone_init import init_backbone
 
     path = tmp_path_factory.mktemp("tiny")
     init_backbone(path, "tiny", vocab=DATA / "t5_vocab" / "tokenizer.json", seed=0, force=True)

@@ -9,7 +9,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import registry
 
-from spacy_hyperloader.corpora.ptb_to_ud import ptb_to_ud
+from spacy_hyperloader.annotation.ptb_to_ud import ptb_to_ud
 from spacy_hyperloader.model.backbone import build_backbone
 
 from .tiny import TOY_TEXT, tiny_t5_config

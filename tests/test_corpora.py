@@ -23,7 +23,7 @@ from spacy_hyperloader.corpora import (
     iob_spans,
     ptb_to_ud,
 )
-from spacy_hyperloader.corpora.ptb_to_ud import UD_POS_TAGS
+from spacy_hyperloader.annotation.ptb_to_ud import UD_POS_TAGS
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

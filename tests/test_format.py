@@ -1,4 +1,4 @@
-"""Behavioural tests for the SentT' seq2seq format (spacy_hyperloader.format)."""
+"""Behavioural tests for the SentT' seq2seq format (spacy_hyperloader.sentt.format)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from seqeval.metrics.sequence_labeling import get_entities
 
-from spacy_hyperloader.format import (
+from spacy_hyperloader.sentt.format import (
     MAX_WORDS_PER_SEGMENT,
     expand_bio,
     join_segments,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spacy_hyperloader.codec import SentTCodec
+from spacy_hyperloader.sentt.codec import SentTCodec
 from spacy_hyperloader.labeler import Labeler, TaskLabels
 from spacy_hyperloader.metrics import span_scores, token_accuracy
 from spacy_hyperloader.model.training import build_optimizer, optimizer_step

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from spacy_hyperloader.cli import app
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel
-from spacy_hyperloader.model.span_corruption import SpanCorruption, random_spans_noise_mask
+from spacy_hyperloader.pretraining.span_corruption import SpanCorruption, random_spans_noise_mask
 from spacy_hyperloader.pretraining import PackedExamples, PretrainConfig, pretrain
 from spacy_hyperloader.pretraining.data import check_train_splits, is_held_out
-from spacy_hyperloader.tokenizer import sentinel_ids
+from spacy_hyperloader.sentt.tokenizer import sentinel_ids
 
 from .tiny import TOY_TEXT, tiny_t5_config
 

@@ -15,7 +15,7 @@ import torch
 from spacy_hyperloader.labeler import Labeler, TaskLabels
 from spacy_hyperloader.model.training import guided_alignment_loss, task_sampling_probabilities
 from spacy_hyperloader.pipeline.readers import sample_stream
-from spacy_hyperloader.tokenizer import load_tokenizer, train_sentencepiece
+from spacy_hyperloader.sentt.tokenizer import load_tokenizer, train_sentencepiece
 
 from .test_component import gold_examples, make_nlp
 from .test_component import backbone_dir  # noqa: F401  (module fixture reused here)

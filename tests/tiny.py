@@ -7,7 +7,7 @@ from transformers import T5Config
 
 from spacy_hyperloader.labeler import Labeler, TaskLabels
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel
-from spacy_hyperloader.tokenizer import train_sentencepiece
+from spacy_hyperloader.sentt.tokenizer import train_sentencepiece
 
 TOY_TEXT = [
     "show me films with tom hanks",

@@ -33,7 +33,7 @@ from spacy.vocab import Vocab
 from .base import CHUNKS_KEY, ConversionStats, CorpusFormatError, Sentence, build_doc, drop_blank_tokens, iob_spans
 from .columns import read_conll2000, read_conll2003, read_ontonotes
 from .conllu import read_conllu, read_mtod
-from .ptb_to_ud import PTB_TO_UD, ptb_to_ud
+from ..annotation.ptb_to_ud import PTB_TO_UD, ptb_to_ud
 from .slots import read_mit, read_seq
 
 __all__ = [

@@ -1,5 +1,5 @@
 """What every corpus reader shares: the sentence record, the statistics, transparent
-decompression, IOB decoding and Doc building."""
+decompression, and Doc building."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
 
-from .ptb_to_ud import UD_POS_TAGS
+from ..annotation.iob import iob_spans
+from ..annotation.ptb_to_ud import UD_POS_TAGS
 
 __all__ = [
     "CHUNKS_KEY",
@@ -120,51 +121,6 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     with open_text(path) as fh:
         for number, line in enumerate(fh, 1):
             yield number, line.rstrip("\r\n")
-
-
-def _split_tag(tag: str) -> tuple[str, str]:
-    """``(prefix, type)``; prefix ``O`` for outside.  A tag without a B-/I-/E-/S-/L-/U- prefix
-    is a bare type (IO scheme) and reads as ``I``."""
-    if tag == "O" or tag == "":
-        return "O", ""
-    if len(tag) >= 2 and tag[1] == "-" and tag[0] in "BIESLU":
-        return tag[0], tag[2:]
-    return "I", tag
-
-
-def iob_spans(tags: Sequence[str]) -> tuple[list[tuple[int, int, str]], int]:
-    """Decode IOB tags into ``(start, end, label)`` spans, as seqeval (default mode) reads them.
-
-    ``B-X`` starts a span; ``I-X`` continues a span of type X, and otherwise (after ``O`` or
-    a span of another type: IOB1-style) starts a new one; a bare ``X`` reads as ``I-X`` (so in
-    IO data consecutive tokens of one type form one span); ``E-``/``L-`` end and ``S-``/``U-``
-    are one-token spans (BIOES/BILUO).  Returns the spans and the number of tags with an empty
-    type (``"B-"``), which read as ``O``.
-    """
-    spans: list[tuple[int, int, str]] = []
-    invalid = 0
-    start: int | None = None
-    label = ""
-    for i, tag in enumerate(tags):
-        prefix, kind = _split_tag(tag)
-        if prefix != "O" and not kind:
-            invalid += 1
-            prefix = "O"
-        if prefix == "O":
-            if start is not None:
-                spans.append((start, i, label))
-                start = None
-            continue
-        if start is None or prefix in "BSU" or kind != label:
-            if start is not None:
-                spans.append((start, i, label))
-            start, label = i, kind
-        if prefix in "ESLU":
-            spans.append((start, i + 1, label))
-            start = None
-    if start is not None:
-        spans.append((start, len(tags), label))
-    return spans, invalid
 
 
 def drop_blank_tokens(sentence: Sentence, stats: ConversionStats) -> Sentence:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .base import ConversionStats, CorpusFormatError, Sentence, iter_lines
-from .ptb_to_ud import is_known_tag, ptb_to_ud
+from ..annotation.ptb_to_ud import is_known_tag, ptb_to_ud
 
 __all__ = ["read_conll2000", "read_conll2003", "read_ontonotes"]
 

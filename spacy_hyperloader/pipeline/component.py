@@ -22,7 +22,7 @@ from thinc.api import Config, CupyOps, Model, Optimizer, get_current_ops
 from ..labeler import Labeler
 from ..model import HyperLoaderConfig, HyperLoaderModel
 from ..model.backbone import load_backbone
-from ..tokenizer import load_tokenizer
+from ..sentt.tokenizer import load_tokenizer
 from .architecture import MODEL_NAME, attach_labeler, get_labeler
 from .scorer import SCORER_NAME
 from .tasks import TaskSpec, parse_tasks

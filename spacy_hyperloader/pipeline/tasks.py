@@ -9,8 +9,8 @@ from typing import Any
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.util import filter_spans
 
-from ..corpora.base import iob_spans
-from ..corpora.ptb_to_ud import UD_POS_TAGS, ptb_to_ud
+from ..annotation.iob import iob_spans
+from ..annotation.ptb_to_ud import UD_POS_TAGS, ptb_to_ud
 from ..labeler import TaskLabels
 
 TARGETS = ("ents", "spans", "tag", "pos")

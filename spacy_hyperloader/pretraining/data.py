@@ -1,6 +1,6 @@
 """Streamed, packed span-corruption examples from unlabelled text.
 
-Text is read line by line (:mod:`spacy_hyperloader.text_sources`), tokenized in small batches,
+Text is read line by line (:mod:`spacy_hyperloader.pretraining.text_sources`), tokenized in small batches,
 concatenated and cut into chunks of exactly ``raw_length`` tokens, so every example fills the
 input length and nothing is padded.  A line belongs to the held-out slice by a hash of its text:
 the split needs no pass over the corpus, holds across runs and sources, and a line never
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model.span_corruption import SpanCorruption
-from ..text_sources import expand_sources, source_lines
+from .span_corruption import SpanCorruption
+from .text_sources import expand_sources, source_lines
 
 __all__ = ["EVAL_SPLIT_NAMES", "PackedExamples", "check_train_splits"]
 

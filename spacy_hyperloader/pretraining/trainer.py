@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..model.span_corruption import SpanCorruption
+from .span_corruption import SpanCorruption
 from ..model.training import build_optimizer, optimizer_step
 from .checkpoint import TrainerState, has_checkpoint, load_checkpoint, save_checkpoint
 from .data import PackedExamples, check_train_splits
@@ -205,7 +205,7 @@ def pretrain(
     from tqdm import tqdm
 
     from ..model.backbone import load_backbone
-    from ..tokenizer import check_t5_tokenizer, load_tokenizer, sentinel_ids
+    from ..sentt.tokenizer import check_t5_tokenizer, load_tokenizer, sentinel_ids
 
     config = config or PretrainConfig()
     output_dir = Path(output_dir)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .text_sources import expand_sources, iter_training_text, source_lines
-from .tokenizer import check_t5_tokenizer
+from ..sentt.tokenizer import check_t5_tokenizer
 
 __all__ = ["SHAPES", "count_parameters", "init_backbone", "iter_training_text", "load_vocabulary", "train_vocabulary"]
 
@@ -69,7 +69,7 @@ def _check_output_dir(output_dir: Path, force: bool) -> None:
 def load_vocabulary(vocab: str | Path):
     """A T5 tokenizer from a SentencePiece ``.model`` file, a ``tokenizer.json`` or a tokenizer
     directory; never from the hub."""
-    from .tokenizer import load_tokenizer
+    from ..sentt.tokenizer import load_tokenizer
 
     path = Path(vocab)
     if not path.exists():
@@ -81,7 +81,7 @@ def load_vocabulary(vocab: str | Path):
         if path.suffix == ".json":  # a tokenizer.json under another name
             from transformers import T5TokenizerFast
 
-            from .tokenizer import word_initial_pieces
+            from ..sentt.tokenizer import word_initial_pieces
 
             return word_initial_pieces(T5TokenizerFast(tokenizer_file=str(path)))
         raise ValueError(f"vocabulary {path} is neither a SentencePiece .model file, a tokenizer.json nor a directory")
@@ -115,7 +115,7 @@ def train_vocabulary(
 ):
     """A T5 tokenizer with a SentencePiece unigram vocabulary trained on ``sources`` (see
     :func:`iter_training_text`); at most ``max_sentences`` lines, sampled with ``seed``."""
-    from .tokenizer import train_sentencepiece
+    from ..sentt.tokenizer import train_sentencepiece
 
     files = expand_sources(sources)  # fail on a missing source before reading anything
     lines: Iterable[str] = (line for path in files for line in source_lines(path))

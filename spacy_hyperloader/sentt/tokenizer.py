@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5TokenizerFast
 
-from .model.backbone import check_local_source
+from ..model.backbone import check_local_source
 
 N_SENTINELS = 100
 

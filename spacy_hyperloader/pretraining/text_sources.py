@@ -100,7 +100,7 @@ def source_lines(path: Path) -> Iterator[str]:
     elif path.suffix == ".zip":
         yield from _zip_lines(path)
     else:
-        from .corpora.base import open_text  # transparent gzip / xz / bzip2
+        from ..corpora.base import open_text  # transparent gzip / xz / bzip2
 
         with open_text(path) as fh:
             yield from _text_lines(fh)

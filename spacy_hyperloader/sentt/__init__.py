@@ -1,0 +1,1 @@
+"""SentT': sequence labelling as sentinel-aligned seq2seq text (format, token codec, tokenizer)."""
