@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import spacy
 import torch
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from spacy.util import registry
 
 from spacy_hyperloader.annotation.ptb_to_ud import ptb_to_ud
 from spacy_hyperloader.model.backbone import build_backbone
@@ -150,15 +156,21 @@ def test_odd_documents(trained):
     assert len(docs[4]) == 2000 and all(t.tag_ for t in docs[4])  # long docs: no truncation
 
 
-def test_entry_points_register_everything():
-    assert "hyperloader" in registry.factories.get_all()
-    assert registry.architectures.get("spacy-hyperloader.HyperLoaderModel.v1")
-    assert registry.readers.get("spacy-hyperloader.MultiCorpus.v1")
-    assert registry.scorers.get("spacy-hyperloader.scorer.v1")
-    import importlib.metadata as md
-
-    groups = {ep.group for ep in md.distribution("spacy-hyperloader").entry_points}
-    assert {"spacy_factories", "spacy_architectures", "spacy_readers", "spacy_scorers"} <= groups
+def test_entry_points_resolve_in_a_fresh_interpreter():
+    """Nothing imported beforehand: spaCy must find every name through the entry points alone."""
+    code = """
+import sys, spacy
+from spacy.util import registry
+assert "spacy_hyperloader" not in sys.modules
+registry.architectures.get("spacy-hyperloader.HyperLoaderModel.v1")
+registry.readers.get("spacy-hyperloader.MultiCorpus.v1")
+registry.readers.get("spacy-hyperloader.MultiCorpus.v2")
+registry.scorers.get("spacy-hyperloader.scorer.v1")
+spacy.blank("en").add_pipe("hyperloader", config={"tasks": {"ner": {"target": "ents"}}})
+print("resolved")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "resolved" in done.stdout, done.stderr[-2000:]
 
 
 def test_clear_errors(backbone_dir, tmp_path, trained):
@@ -205,3 +217,131 @@ def test_gpu_ops_put_the_model_on_cuda(trained, backbone_dir, tmp_path, monkeypa
     fresh = make_nlp(backbone_dir)
     fresh.initialize(lambda: gold_examples(fresh))
     assert moved.count(cuda) == 2
+
+
+# ---------------------------------------------------------------- one source of truth for settings
+def test_every_variant_builds_from_the_defaults(backbone_dir):
+    from spacy_hyperloader.model import VARIANTS
+
+    for variant in VARIANTS:
+        nlp = spacy.blank("en")
+        nlp.add_pipe("hyperloader", config={"tasks": TASKS, "model": {"backbone": backbone_dir, "variant": variant}})
+        nlp.initialize(lambda: gold_examples(nlp))
+        assert nlp.get_pipe("hyperloader").labeler.model.config.variant == variant
+
+
+def test_model_defaults_live_in_the_architecture_signature_only():
+    from spacy_hyperloader.pipeline.architecture import build_hyperloader_model
+
+    assert spacy.blank("en").get_factory_meta("hyperloader").default_config["model"] == {
+        "@architectures": "spacy-hyperloader.HyperLoaderModel.v1", "backbone": "t5-small",
+    }
+    defaults = {n: p.default for n, p in inspect.signature(build_hyperloader_model).parameters.items() if n != "backbone"}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("hyperloader", config={"tasks": TASKS})
+    filled = nlp.config["components"]["hyperloader"]["model"]
+    assert {k: v for k, v in filled.items() if k not in ("@architectures", "backbone")} == defaults
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf8")
+    documented = {}
+    for names, values in re.findall(r"^\| ((?:`model\.\w+`(?:, )?)+) \| ([^|]+) \|", readme, flags=re.M):
+        keys = re.findall(r"`model\.(\w+)`", names)
+        for key, value in zip(keys, [v.strip().strip("`") for v in values.split(",")]):
+            documented[key] = json.loads(value)
+    assert documented.pop("backbone") == "t5-small"
+    assert documented == defaults  # the README's config reference cannot drift either
+
+
+def test_load_time_config_overrides_win_over_saved_files(trained, tmp_path):
+    nlp, *_ = trained
+    pipe = nlp.get_pipe("hyperloader")
+    with pipe.use_tasks("ner"):
+        nlp.to_disk(tmp_path / "p")  # a run-time task switch is not saved
+    assert spacy.load(tmp_path / "p").get_pipe("hyperloader").active_tasks == ["ner", "tag", "chunk"]
+    loaded = spacy.load(tmp_path / "p", config={"components": {"hyperloader": {
+        "batch_size": 2, "active_tasks": ["tag"], "constrained": False, "batching": "per_task", "overwrite": True,
+    }}}).get_pipe("hyperloader")
+    assert loaded.active_tasks == ["tag"]
+    assert loaded.cfg == {"batch_size": 2, "constrained": False, "batching": "per_task", "overwrite": True}
+    assert loaded.label_data == pipe.label_data
+
+
+# ---------------------------------------------------------------- the TrainablePipe contract
+def test_add_label_before_initialize_only(backbone_dir):
+    nlp = make_nlp(backbone_dir)
+    pipe = nlp.get_pipe("hyperloader")
+    with pytest.raises(ValueError, match="needs task="):
+        pipe.add_label("PER")
+    assert pipe.add_label("PER", task="ner") == 1 and pipe.add_label("PER", task="ner") == 0
+    with pytest.raises(ValueError, match="without surrounding whitespace"):
+        pipe.add_label(" LOC", task="ner")
+    nlp.initialize(lambda: gold_examples(nlp))
+    assert pipe.label_data["ner"][0] == "PER" and "ner:LOC" in pipe.labels
+    with pytest.raises(ValueError, match="before nlp.initialize"):
+        pipe.add_label("DATE", task="ner")
+
+
+def test_initialize_takes_labels_as_spacy_init_labels_writes_them(backbone_dir, trained):
+    label_data = trained[0].get_pipe("hyperloader").label_data
+    label_data["ner"] = label_data["ner"] + ["DATE"]  # a label the examples never show
+    nlp = make_nlp(backbone_dir)
+    pipe = nlp.get_pipe("hyperloader")
+    pipe.initialize(lambda: gold_examples(nlp), nlp=nlp, labels=label_data)
+    assert pipe.label_data == label_data
+    assert [t.labels for t in pipe.labeler.tasks if t.name == "ner"] == [label_data["ner"]]
+    with pytest.raises(ValueError, match=r"unknown tasks \['nope'\]"):
+        make_nlp(backbone_dir).get_pipe("hyperloader").initialize(lambda: gold_examples(nlp), labels={"nope": ["X"]})
+    with pytest.raises(TypeError):
+        make_nlp(backbone_dir).get_pipe("hyperloader").initialize(gold_examples(nlp))  # not a callable
+
+
+def test_initialize_reads_the_examples_once(backbone_dir):
+    nlp = make_nlp(backbone_dir)
+    calls = []
+
+    def get_examples():
+        calls.append(1)
+        return iter(gold_examples(nlp))  # a stream: a second read would see a fresh sample
+
+    nlp.get_pipe("hyperloader").initialize(get_examples, nlp=nlp)
+    assert len(calls) == 1
+
+
+def test_without_a_scorer_score_is_empty(trained):
+    pipe = trained[0].get_pipe("hyperloader")
+    scorer, pipe.scorer = pipe.scorer, None
+    try:
+        assert pipe.score(gold_examples(trained[0])) == {}
+    finally:
+        pipe.scorer = scorer
+
+
+def test_serialization_honours_exclude(trained, tmp_path):
+    pipe = trained[0].get_pipe("hyperloader")
+    pipe.to_disk(tmp_path / "c", exclude=["model"])
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["cfg.json"]
+    pipe.from_disk(tmp_path / "c", exclude=["model"])  # keeps its model
+    assert pipe.labeler is not None
+
+
+def test_the_frozen_backbone_is_written_once_per_run(trained, tmp_path):
+    nlp, *_ = trained
+    nlp.to_disk(tmp_path / "model-last")
+    nlp.to_disk(tmp_path / "model-best")
+    nlp.to_disk(tmp_path / "model-last")  # the same folder again, as spacy train does
+    files = {run: sorted((tmp_path / run / "hyperloader" / "model" / "backbone").rglob("*.safetensors")) for run in ("model-last", "model-best")}
+    assert files["model-last"] and len(files["model-last"]) == len(files["model-best"])
+    for first, linked in zip(files["model-last"], files["model-best"]):
+        assert first.stat().st_ino == linked.stat().st_ino  # one copy on disk
+    texts = [" ".join(w) for w, *_ in TRAIN]
+    want = [annotations(d) for d in nlp.pipe(texts)]
+    for run in ("model-last", "model-best"):
+        assert [annotations(d) for d in spacy.load(tmp_path / run).pipe(texts)] == want
+
+
+def test_a_missing_model_folder_is_an_error_naming_it(trained, tmp_path):
+    import shutil
+
+    trained[0].to_disk(tmp_path / "p")
+    shutil.rmtree(tmp_path / "p" / "hyperloader" / "model")
+    with pytest.raises(FileNotFoundError, match=r"hyperloader/model' is missing"):
+        spacy.load(tmp_path / "p")

@@ -1,6 +1,5 @@
 """The ``hyperloader`` pipeline component: one HyperLoader model, many labelling tasks."""
 
-
 import os
 import shutil
 import tempfile
@@ -11,67 +10,41 @@ from typing import Any
 
 import srsly
 import torch
+from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
-from spacy.training import Example, validate_examples
+from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import SimpleFrozenList, ensure_path
 from spacy.vocab import Vocab
-from thinc.api import Config, CupyOps, Model, Optimizer, get_current_ops
+from thinc.api import CupyOps, Model, Optimizer, get_current_ops
 
 from ..labeler import Labeler
-from ..model import HyperLoaderConfig, HyperLoaderModel
+from ..model import HyperLoaderModel
 from ..model.backbone import load_backbone
 from ..sentt.tokenizer import load_tokenizer
-from .architecture import MODEL_NAME, attach_labeler, get_labeler
+from .architecture import MODEL_NAME, attach_labeler, get_labeler, hyperloader_config
 from .scorer import SCORER_NAME
-from .tasks import TaskSpec, parse_tasks
+from .tasks import Task, parse_tasks
 
-DEFAULT_MODEL_CONFIG = f"""
-[model]
-@architectures = "{MODEL_NAME}"
-backbone = "t5-small"
-tokenizer = null
-variant = "hyperloader"
-train_backbone = false
-restrict_vocabulary = false
-label_smoothing = 0.1
-loss_reduction = "sum"
-max_source_tokens = 128
-max_target_tokens = 128
-adapter_bottleneck = null
-lora_rank = 8
-lora_alpha = 8.0
-max_grad_norm = 1.0
-alignment_weight = 0.0
-alignment_heads = 1
-position_bias_scale = 1.0
-"""
-DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 CFG_NAME = "cfg.json"
-BATCHING = ("mixed", "per_task")
 MODEL_DIR = "model"
-
-
-def _single_threaded_torch_after_fork() -> None:
-    # GNU OpenMP's thread pool does not survive fork(): a forked worker (nlp.pipe(n_process=2))
-    # would hang in its first parallel op. One intra-op thread per worker avoids the pool.
-    torch.set_num_threads(1)
-
-
-os.register_at_fork(after_in_child=_single_threaded_torch_after_fork)
+BACKBONE_DIR = "backbone"  # inside MODEL_DIR, as HyperLoaderModel.save_pretrained writes it
+BATCHING = ("mixed", "per_task")
 
 
 @Language.factory(
     "hyperloader",
     assigns=["doc.ents", "token.tag", "token.pos", "doc.spans"],
     default_config={
-        "model": DEFAULT_MODEL,
+        # every other model setting and its default lives in the architecture's signature
+        "model": {"@architectures": MODEL_NAME, "backbone": "t5-small"},
         "tasks": {},
         "active_tasks": None,
         "batch_size": 64,
         "constrained": True,
         "batching": "mixed",
+        "overwrite": False,
         "scorer": {"@scorers": SCORER_NAME},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "tag_acc": 1.0, "pos_acc": 0.0},
@@ -85,11 +58,12 @@ def make_hyperloader(
     batch_size: int,
     constrained: bool,
     batching: str,
+    overwrite: bool,
     scorer: Callable[..., dict[str, Any]] | None,
 ) -> "HyperLoaderComponent":
     return HyperLoaderComponent(
         nlp.vocab, model, name, tasks=tasks, active_tasks=active_tasks, batch_size=batch_size,
-        constrained=constrained, batching=batching, scorer=scorer,
+        constrained=constrained, batching=batching, overwrite=overwrite, scorer=scorer,
     )
 
 
@@ -97,7 +71,8 @@ class HyperLoaderComponent(TrainablePipe):
     """Annotates ``doc.ents``, ``token.tag_``/``pos_`` and ``doc.spans[key]`` from one model.
 
     ``active_tasks`` chooses which tasks run (``None``: all); change it at run time with the
-    property or, for a block of calls, ``with component.use_tasks("ner"):``.
+    property or, for a block of calls, ``with component.use_tasks("ner"):``. Run-time changes
+    are not saved: a saved pipeline runs what its config says.
     """
 
     def __init__(
@@ -111,32 +86,39 @@ class HyperLoaderComponent(TrainablePipe):
         batch_size: int = 64,
         constrained: bool = True,
         batching: str = "mixed",
+        overwrite: bool = False,
         scorer: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
-        if batch_size < 1:
-            raise ValueError(f"hyperloader batch_size must be at least 1, got {batch_size}.")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"hyperloader batch_size must be an integer of at least 1, got {batch_size!r}.")
         if batching not in BATCHING:
             raise ValueError(
                 f"hyperloader batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}: "
                 f"'mixed' puts segments of all tasks in one batch, 'per_task' one task per batch (the authors)."
             )
-        if not isinstance(constrained, bool):
-            raise ValueError(f"hyperloader constrained must be true or false, got {constrained!r}.")
-        self.cfg: dict[str, Any] = {"batch_size": batch_size, "constrained": constrained, "batching": batching}
+        for setting, value in (("constrained", constrained), ("overwrite", overwrite)):
+            if not isinstance(value, bool):
+                raise ValueError(f"hyperloader {setting} must be true or false, got {value!r}.")
+        self.cfg: dict[str, Any] = {
+            "batch_size": batch_size, "constrained": constrained, "batching": batching, "overwrite": overwrite,
+        }
         self._tasks = parse_tasks(tasks)
         self._active: list[str] | None = None
         self.active_tasks = active_tasks
         self.scorer = scorer
+        self._pid = os.getpid()
+        self._saved_backbone: Path | None = None  # where this run last wrote the frozen backbone
+        self._saved_as_trained = False  # what the cfg.json being loaded says
 
     # ------------------------------------------------------------------ tasks
     @property
-    def tasks(self) -> list[TaskSpec]:
+    def tasks(self) -> list[Task]:
         return list(self._tasks)
 
-    def task(self, name: str) -> TaskSpec:
+    def task(self, name: str) -> Task:
         for task in self._tasks:
             if task.name == name:
                 return task
@@ -155,7 +137,12 @@ class HyperLoaderComponent(TrainablePipe):
         if names is None:
             self._active = None
             return
-        names = [names] if isinstance(names, str) else list(names)
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                f"hyperloader active_tasks must be null or a list of task names "
+                f"(of {self.task_names}), got {names!r}."
+            )
         for name in names:
             self.task(name)  # raises for an unknown task, naming the known ones
         self._active = list(dict.fromkeys(names))
@@ -176,6 +163,7 @@ class HyperLoaderComponent(TrainablePipe):
 
     @property
     def label_data(self) -> dict[str, list[str]]:
+        """The labels of every task, as ``spacy init labels`` writes them for ``initialize``."""
         return {t.name: list(t.labels) for t in self._tasks}
 
     def add_label(self, label: str, task: str | None = None) -> int:
@@ -186,14 +174,12 @@ class HyperLoaderComponent(TrainablePipe):
         spec = self.task(task)
         if label in spec.labels:
             return 0
-        spec.validate_labels([label])
         if get_labeler(self.model) is not None:
             raise ValueError(
                 f"Cannot add label {label!r} to task {task!r} after the model was created; "
                 f"add labels before nlp.initialize()."
             )
-        spec.labels.append(label)
-        return 1
+        return spec.add_labels([label])
 
     # ------------------------------------------------------------------ model
     @property
@@ -219,11 +205,7 @@ class HyperLoaderComponent(TrainablePipe):
             )
         backbone = load_backbone(settings["backbone"])
         tokenizer = load_tokenizer(settings["tokenizer"] or settings["backbone"])
-        config = HyperLoaderConfig(
-            tasks=self.task_names, variant=settings["variant"], train_backbone=settings["train_backbone"],
-            adapter_bottleneck=settings["adapter_bottleneck"], lora_rank=settings["lora_rank"],
-            lora_alpha=settings["lora_alpha"], position_bias_scale=settings["position_bias_scale"],
-        )
+        config = hyperloader_config(settings, self.task_names)
         model = HyperLoaderModel(backbone, config, backbone_source=settings["backbone"]).to(self._device())
         return Labeler(
             model, tokenizer, [t.task_labels() for t in self._tasks],
@@ -237,29 +219,34 @@ class HyperLoaderComponent(TrainablePipe):
         nlp: Language | None = None,
         labels: dict[str, Sequence[str]] | None = None,
     ) -> None:
-        validate_examples(get_examples(), "HyperLoaderComponent.initialize")
+        """Labels from ``labels`` (``spacy init labels``) or else from the gold examples, then the model."""
+        examples = list(get_examples())  # read once: a streamed corpus gives a fresh sample per call
+        validate_get_examples(lambda: examples, "HyperLoaderComponent.initialize")
         if labels is not None:
             unknown = sorted(set(labels) - set(self.task_names))
             if unknown:
                 raise ValueError(f"Labels given for unknown tasks {unknown}; tasks are {self.task_names}.")
             for name, task_labels in labels.items():
-                spec = self.task(name)
-                spec.validate_labels(task_labels)
-                spec.labels = list(dict.fromkeys(task_labels))
+                self.task(name).add_labels(task_labels)
         else:
-            found: dict[str, set[str]] = {t.name: set() for t in self._tasks}
-            for example in get_examples():
-                for task in self._tasks:
-                    if task.has_gold(example.reference):
-                        found[task.name].update(task.gold_labels(example.reference))
             for task in self._tasks:
-                new = sorted(found[task.name] - set(task.labels))
-                task.validate_labels(new)
-                task.labels.extend(new)
+                found: set[str] = set()
+                for example in examples:
+                    if task.has_gold(example.reference):
+                        found.update(task.gold_labels(example.reference))
+                task.add_labels(sorted(found))
         attach_labeler(self.model, self._build_labeler())
 
     # ------------------------------------------------------------------ prediction
+    def _single_thread_if_forked(self) -> None:
+        # GNU OpenMP's thread pool does not survive fork(): a forked worker (nlp.pipe(n_process=2))
+        # would hang in its first parallel op. One intra-op thread per worker avoids the pool.
+        if os.getpid() != self._pid:
+            torch.set_num_threads(1)
+            self._pid = os.getpid()
+
     def predict(self, docs: Iterable[Doc]) -> list[dict[str, list[str]]]:
+        self._single_thread_if_forked()
         docs = list(docs)
         active = self.active_tasks
         items, owners = [], []
@@ -282,9 +269,10 @@ class HyperLoaderComponent(TrainablePipe):
         return preds
 
     def set_annotations(self, docs: Iterable[Doc], preds: list[dict[str, list[str]]]) -> None:
+        overwrite = self.cfg["overwrite"]
         for doc, by_task in zip(docs, preds):
             for name, tags in by_task.items():
-                self.task(name).write(doc, tags)
+                self.task(name).write(doc, tags, overwrite=overwrite)
 
     # ------------------------------------------------------------------ training
     def _items(self, examples: Iterable[Example]) -> list[tuple[str, list[str], list[str]]]:
@@ -346,31 +334,35 @@ class HyperLoaderComponent(TrainablePipe):
 
     def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
         validate_examples(examples, "HyperLoaderComponent.score")
+        if self.scorer is None:
+            return {}
         return self.scorer(examples, tasks=[self.task(n) for n in self.active_tasks], **kwargs)
 
     # ------------------------------------------------------------------ serialization
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> None:
-        path = ensure_path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        cfg = {
-            "tasks": {t.name: t.to_config() for t in self._tasks},
-            "active_tasks": self._active,
-            "batch_size": self.cfg["batch_size"],
-            "constrained": self.cfg["constrained"],
-            "batching": self.cfg["batching"],
-        }
-        srsly.write_json(path / CFG_NAME, cfg)
-        if "model" not in exclude and get_labeler(self.model) is not None:
-            self.labeler.save(path / MODEL_DIR, save_backbone=True)
+        """``cfg.json`` (the tasks and their labels) and ``model/``. Settings such as
+        ``active_tasks`` or ``batch_size`` belong to the pipeline's config, not to these files."""
+        writers: dict[str, Callable[[Path], None]] = {CFG_NAME: self._write_cfg}
+        if get_labeler(self.model) is not None:
+            writers[MODEL_DIR] = self._write_model
+        util.to_disk(path, writers, exclude)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = SimpleFrozenList()) -> "HyperLoaderComponent":
-        path = ensure_path(path)
-        cfg = srsly.read_json(path / CFG_NAME)
+        util.from_disk(path, {CFG_NAME: self._read_cfg, MODEL_DIR: self._read_model}, exclude)
+        return self
+
+    def _write_cfg(self, path: Path) -> None:
+        cfg = {"tasks": {t.name: t.to_config() for t in self._tasks}, "trained": get_labeler(self.model) is not None}
+        srsly.write_json(path, cfg)
+
+    def _read_cfg(self, path: Path) -> None:
+        """Take the saved labels; the tasks themselves must be the ones the config names."""
+        cfg = srsly.read_json(path)
         saved = parse_tasks(cfg["tasks"])
-        if [t.name for t in saved] != self.task_names:
+        if [(t.name, t.target) for t in saved] != [(t.name, t.target) for t in self._tasks]:
             raise ValueError(
-                f"The saved '{self.name}' component has tasks {[t.name for t in saved]}, but its config "
-                f"names {self.task_names}. Task lists must match to load the weights."
+                f"The saved '{self.name}' component has tasks {[(t.name, t.target) for t in saved]}, but its "
+                f"config names {[(t.name, t.target) for t in self._tasks]}. Task lists must match to load the weights."
             )
         for mine, theirs in zip(self._tasks, saved):
             unknown = sorted(set(mine.labels) - set(theirs.labels))
@@ -379,15 +371,34 @@ class HyperLoaderComponent(TrainablePipe):
                     f"Labels {unknown} of task {mine.name!r} in the config are unknown to the saved model; "
                     f"remove them or retrain."
                 )
-        self._tasks = saved
-        self._active = cfg.get("active_tasks")
-        for key in ("batch_size", "constrained", "batching"):
-            self.cfg[key] = cfg.get(key, self.cfg[key])
-        if "model" not in exclude and (path / MODEL_DIR).is_dir():
-            labeler = Labeler.load(path / MODEL_DIR)
-            labeler.model.to(self._device())
-            attach_labeler(self.model, labeler)
-        return self
+            mine.labels = list(theirs.labels)
+        self._saved_as_trained = bool(cfg.get("trained", False))
+
+    def _write_model(self, path: Path) -> None:
+        """The frozen backbone is written once per run; later checkpoints link to that copy (its
+        trainable layer norms are saved with the other trainable weights, which load over it)."""
+        labeler = self.labeler
+        frozen = not labeler.model.config.train_backbone
+        earlier = self._saved_backbone
+        if frozen and earlier is not None and earlier.is_dir():
+            labeler.save(path, save_backbone=False)
+            if earlier != (path / BACKBONE_DIR).resolve():
+                _link_tree(earlier, path / BACKBONE_DIR)
+            return
+        labeler.save(path, save_backbone=True)
+        self._saved_backbone = (path / BACKBONE_DIR).resolve() if frozen else None
+
+    def _read_model(self, path: Path) -> None:
+        if not path.is_dir():
+            if self._saved_as_trained:
+                raise FileNotFoundError(
+                    f"The '{self.name}' component was saved with a trained model, but {str(path)!r} is "
+                    f"missing. Copy the whole pipeline folder again, or retrain."
+                )
+            return  # saved before initialize: no model yet
+        labeler = Labeler.load(path)
+        labeler.model.to(self._device())
+        attach_labeler(self.model, labeler)
 
     def to_bytes(self, *, exclude: Iterable[str] = SimpleFrozenList()) -> bytes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -398,13 +409,25 @@ class HyperLoaderComponent(TrainablePipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "HyperLoaderComponent":
         files = srsly.msgpack_loads(bytes_data)
-        tmp = Path(tempfile.mkdtemp())
-        try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
             for rel, data in files.items():
-                target = tmp / rel
+                target = root / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            self.from_disk(tmp, exclude=exclude)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.from_disk(root, exclude=exclude)
         return self
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link every file of ``source`` into ``target`` (a copy where links are impossible)."""
+    if target.exists():
+        shutil.rmtree(target)
+    for file in source.rglob("*"):
+        if file.is_file():
+            dest = target / file.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(file, dest)
+            except OSError:
+                shutil.copy2(file, dest)
