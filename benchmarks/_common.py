@@ -1,13 +1,14 @@
-"""What the accuracy benchmarks share: corpora, backbones, mixed-task batches, the training loop,
-the table printer and the JSON writer.
-
-Used by ``accuracy_paper.py`` (the paper's six span tasks, driven through ``Labeler``) and
-``accuracy_spacy.py`` (three spaCy tasks, driven through the ``hyperloader`` component).
+"""What the benchmarks share, defined once: the shared-data folder, the corpus reader (the
+package's own, ``spacy_hyperloader.corpora``), peak-memory measuring, backbones, mixed-task
+batches, the training loop, the table printer and the JSON writer.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
+import itertools
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import platform
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,10 +37,11 @@ from spacy.tokens import Doc  # noqa: E402
 from spacy.vocab import Vocab  # noqa: E402
 
 from spacy_hyperloader.pretraining.backbone_init import SHAPES, init_backbone  # noqa: E402
-from spacy_hyperloader.corpora import FORMATS, sample_indices  # noqa: E402
+from spacy_hyperloader.corpora import FORMATS, Sentence, sample_indices  # noqa: E402
 from spacy_hyperloader.corpora.base import ConversionStats, build_doc, drop_blank_tokens  # noqa: E402
 from spacy_hyperloader.model.training import TemperatureSampler  # noqa: E402
 
+#: The read-only corpora and vocabularies beside the checkout (the project's offline mirror).
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 #: The vocabulary of a random backbone (``--random-shape``): the T5 SentencePiece vocabulary.
 T5_VOCAB = Path("t5_vocab") / "tokenizer.json"
@@ -143,6 +146,13 @@ def require_paths(data: Path, relative: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+def read_sentences(path: Path, format: str = "conll2003", limit: int = 0) -> list[Sentence]:
+    """The non-empty sentences of a corpus file (the first ``limit``; 0: all), read by the
+    package's own reader, so every benchmark parses corpora exactly as ``convert`` does."""
+    sentences = (s for s in FORMATS[format].reader(Path(path), ConversionStats()) if s.words)
+    return list(itertools.islice(sentences, limit or None))
+
+
 class CorpusFile:
     """One corpus file, parsed once; ``docs(fraction, seed)`` gives exactly the Docs that
     ``read_docs(format, path, fraction=fraction, seed=seed)`` (and so ``convert --fraction``)
@@ -170,6 +180,90 @@ class CorpusFile:
 def bio_tags(doc: Doc) -> list[str]:
     """IOB2 tags of ``doc.ents``."""
     return [f"{t.ent_iob_}-{t.ent_type_}" if t.ent_iob_ in ("B", "I") else "O" for t in doc]
+
+
+# ----------------------------------------------------------------------------- memory
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int | None:
+    """The process's resident set size now (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_mark_bytes() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _reset_peak_mark() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _release_free_memory() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakRSS:
+    """Peak RSS increase over the RSS at entry (bytes), via the kernel's reset peak mark (exact,
+    torch's allocations included) or, where it cannot be reset, by sampling."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.increase: int | None = None
+        self.method = "unavailable"
+        self._stop = threading.Event()
+        self._peak = 0
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PeakRSS":
+        _release_free_memory()
+        self.baseline = rss_bytes()
+        if self.baseline is None:
+            return self
+        if _reset_peak_mark() and _peak_mark_bytes() is not None:
+            self.method = "VmHWM reset via /proc/self/clear_refs"
+        else:
+            self.method = f"RSS sampled every {self.interval * 1000:g} ms"
+            self._peak = self.baseline
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, rss_bytes() or 0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.baseline is None:
+            return
+        now = rss_bytes() or 0
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, now)
+        else:
+            peak = max(_peak_mark_bytes() or 0, now)
+        self.increase = max(0, peak - self.baseline)
 
 
 # ----------------------------------------------------------------------------- backbone

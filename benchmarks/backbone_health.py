@@ -27,10 +27,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from benchmarks._common import DEFAULT_DATA, print_table, write_json  # noqa: E402
+from benchmarks._common import DEFAULT_DATA, print_table, read_sentences, write_json  # noqa: E402
 from spacy_hyperloader.sentt.codec import SentTCodec  # noqa: E402
-from spacy_hyperloader.corpora import FORMATS  # noqa: E402
-from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
 from spacy_hyperloader.model.backbone import build_backbone, load_backbone  # noqa: E402
 from spacy_hyperloader.sentt.tokenizer import load_tokenizer  # noqa: E402
 
@@ -102,8 +100,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    sentences = [s for s in FORMATS["conll2003"].reader(args.data / "conll2003" / "train.txt", ConversionStats()) if s.words]
-    sentences = sentences[: args.sentences]
+    sentences = read_sentences(args.data / "conll2003" / "train.txt", limit=args.sentences)
     tag_ids = {t: i for i, t in enumerate(sorted({t for s in sentences for t in s.tags}))}
     results, rows = {}, []
     candidates = [(str(b), b, False) for b in args.backbones]

@@ -29,9 +29,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from seqeval.metrics import f1_score  # noqa: E402
 
-from benchmarks._common import DEFAULT_DATA  # noqa: E402
-from spacy_hyperloader.corpora import FORMATS  # noqa: E402
-from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
+from benchmarks._common import DEFAULT_DATA, read_sentences  # noqa: E402
 from spacy_hyperloader.labeler import Labeler, TaskLabels  # noqa: E402
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel  # noqa: E402
 from spacy_hyperloader.model.backbone import build_backbone, load_backbone  # noqa: E402
@@ -63,7 +61,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    sentences = [s for s in FORMATS["conll2003"].reader(args.data / "conll2003" / "train.txt", ConversionStats()) if s.words]
+    sentences = read_sentences(args.data / "conll2003" / "train.txt")
     random.Random(0).shuffle(sentences)
     train, held_out = sentences[:-200], sentences[-200:]
     column = COLUMNS[args.task]

@@ -19,10 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import DEFAULT_DATA, print_table, write_json  # noqa: E402
+from benchmarks._common import DEFAULT_DATA, print_table, read_sentences, write_json  # noqa: E402
 from spacy_hyperloader.sentt.codec import SentTCodec  # noqa: E402
-from spacy_hyperloader.corpora import FORMATS  # noqa: E402
-from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
 from spacy_hyperloader.sentt.format import plan_segments, plan_source_segments, simplify_bio  # noqa: E402
 from spacy_hyperloader.sentt.tokenizer import load_tokenizer  # noqa: E402
 
@@ -47,7 +45,7 @@ def main() -> None:
     codec = SentTCodec(load_tokenizer(args.tokenizer or args.data / "t5_vocab" / "tokenizer.json"))
     rows, results = [], {}
     for name, (fmt, rel) in TEST_SETS.items():
-        sentences = [s for s in FORMATS[fmt].reader(args.data / rel, ConversionStats()) if s.words]
+        sentences = read_sentences(args.data / rel, fmt)
         labels = sorted({t for s in sentences for t in simplify_bio(s.ner)} | {"I", "O"})
         longest = max(len(p) for p in codec.label_piece_ids(labels))
         old, new = [], []

@@ -1,8 +1,11 @@
-"""``nlp.pipe`` words per second and peak memory: hyperloader vs the authors' decoding vs en_core_web_sm.
+"""Speed benchmarks, one script: ``--mode pipe`` (default) times ``nlp.pipe`` words per second and
+peak memory of hyperloader vs the authors' decoding vs en_core_web_sm; ``--mode decoding`` times
+constrained vs unconstrained greedy decoding alone.
 
     python benchmarks/speed.py training/model-best --tasks ner --tasks ner,tag,chunk
     python benchmarks/speed.py --random small --limit 500 --output speed.json
     python benchmarks/speed.py --random tiny --limit 500 --threads 2 --repeats 3
+    python benchmarks/speed.py --mode decoding [--random small] [--limit 256] [--batch-size 64]
 
 MODEL is a trained pipeline directory (e.g. ``training/model-best`` from
 ``python -m spacy project run all``), or ``--random SHAPE`` (``tiny``, ``mini``, ``small``, ``base``
@@ -14,9 +17,13 @@ trained on the benchmark text); ``--max-target-tokens`` sets its ``max_target_to
 128, the authors' cap; the smoke test lowers it).
 
 The text is CoNLL-2003 test (``../shared/data/conll2003/test.txt`` beside the repository;
-``--text`` for another file in CoNLL column format: one word per line, first column, one sentence
-per blank-line block, ``-DOCSTART-`` skipped). ``--limit N`` takes the first N sentences. Without
-the file a few built-in sentences stand in (the smoke test's case). Every path gets the same
+``--text`` for another CoNLL-2003 file), read by the package's own corpus reader
+(``spacy_hyperloader.corpora``, ``-DOCSTART-`` skipped). Without the file a few built-in
+sentences stand in (the smoke test's case).
+
+Mode ``pipe``
+-------------
+``--limit N`` takes the first N sentences. Every path gets the same
 sentences as pre-tokenized ``Doc`` objects (the CoNLL tokens, made before the clock starts), so
 all of them see the same words and none pays for tokenization; words/s = CoNLL tokens / wall
 seconds of one ``nlp.pipe`` pass over all docs.
@@ -32,7 +39,8 @@ tasks) three paths run in this one process, on the same model and docs:
   over the whole vocabulary with ``max_new_tokens = max_target_tokens`` (128, the authors' cap)
   stopping at ``</s>``, every stack forward (the encoder once, the decoder at every step)
   regenerating that stack's adapter/LoRA/layer-norm weights from its hypernetwork (the authors
-  have no cache), then the output decoded with ``skip_special_tokens=True``, split on
+  have no cache; ``HyperLoaderModel.regenerating_every_forward``), then the output decoded with
+  ``skip_special_tokens=True``, split on
   whitespace and padded with ``O`` / cut to the doc's length (as the authors score), and written
   onto the docs by the component's own ``set_annotations`` (the component's ``predict`` is
   swapped for the run, so ``nlp.pipe`` does the same doc batching for both).
@@ -65,19 +73,26 @@ the 128-token cap on every row (a trained model stops after its last sentinel, a
 tokens per word), which
 exaggerates the ratio; the table says so, with the tokens the naive path generated per row.
 
+Mode ``decoding``
+-----------------
+One task (the first of ``--tasks``; default ``ner``, else the pipeline's first task) of the
+pipeline (default ``--random small``, the t5-small shape), on ``--limit`` (default 256) random
+sentences of 15-30 words. Constrained and unconstrained greedy decoding see the same batches
+(``--batch-size``, default 64, sorted by length) in the same process; unconstrained ``generate``
+gets exactly the gold target length as its budget, which is where a trained model would stop (a
+random one never emits ``</s>`` by itself), so neither side is favoured (the built-in sentences
+have no gold: ``O`` stands in). The fastest of ``--repeats`` (default 2) alternating runs counts.
+
 Other jobs on a shared machine perturb the timings; rerun with ``--repeats`` for steadier ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
-import os
+import random
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -94,15 +109,21 @@ import torch  # noqa: E402
 from spacy.language import Language  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
+from benchmarks._common import DEFAULT_DATA, T5_VOCAB, PeakRSS, read_sentences  # noqa: E402
 import spacy_hyperloader.pipeline.component  # noqa: E402,F401  (registers the factory)
-from spacy_hyperloader.sentt.format import MAX_WORDS_PER_SEGMENT, source_text  # noqa: E402
-from spacy_hyperloader.model.decoding import unconstrained_greedy  # noqa: E402
-from spacy_hyperloader.model.hyperloader import HyperLoaderModel  # noqa: E402
+from spacy_hyperloader.corpora import CHUNKS_KEY, ConversionStats, Sentence  # noqa: E402
+from spacy_hyperloader.corpora.base import build_doc  # noqa: E402
+from spacy_hyperloader.model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy  # noqa: E402
+from spacy_hyperloader.sentt.format import MAX_WORDS_PER_SEGMENT, parse_target, sentinel  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
-DEFAULT_TEXT = SHARED / "conll2003" / "test.txt"
-DEFAULT_VOCAB = SHARED / "t5_vocab" / "tokenizer.json"
-SPANS_KEY = "chunks"
+DEFAULT_TEXT = DEFAULT_DATA / "conll2003" / "test.txt"
+DEFAULT_VOCAB = DEFAULT_DATA / T5_VOCAB
+#: Per-mode defaults of the options whose meaning differs between the modes.
+MODE_DEFAULTS = {
+    "pipe": {"batch_size": 256, "repeats": 1, "limit": 0},
+    "decoding": {"batch_size": 64, "repeats": 2, "limit": 256},
+}
+DECODING_LENGTHS = range(15, 31)  # words per sentence of the decoding mode's sample
 
 # The label sets of CoNLL-2003 (train, dev and test together).
 CONLL2003_LABELS = {
@@ -117,7 +138,7 @@ CONLL2003_LABELS = {
 RANDOM_TASKS = {
     "ner": {"target": "ents", "labels": CONLL2003_LABELS["ner"]},
     "tag": {"target": "tag", "labels": CONLL2003_LABELS["tag"]},
-    "chunk": {"target": "spans", "spans_key": SPANS_KEY, "labels": CONLL2003_LABELS["chunk"]},
+    "chunk": {"target": "spans", "spans_key": CHUNKS_KEY, "labels": CONLL2003_LABELS["chunk"]},
 }
 # Stand-in text when the CoNLL file is absent (CoNLL-2003-like sentences).
 BUILTIN_SENTENCES = [
@@ -142,35 +163,21 @@ RANDOM_CAVEAT = (
 
 
 # ----------------------------------------------------------------------------- data
-def read_conll(path: Path, limit: int = 0) -> list[list[str]]:
-    """Sentences (lists of words, first column) of a CoNLL column file, ``-DOCSTART-`` skipped."""
-    sentences: list[list[str]] = []
-    words: list[str] = []
-    with path.open(encoding="utf8") as fh:
-        for line in [*fh, ""]:
-            if not line.strip() or line.startswith("-DOCSTART-"):
-                if words:
-                    sentences.append(words)
-                    words = []
-                    if limit and len(sentences) >= limit:
-                        break
-                continue
-            words.append(line.split()[0])
-    return sentences
-
-
-def load_sentences(path: Path, limit: int) -> tuple[list[list[str]], str]:
+def load_sentences(path: Path, limit: int) -> tuple[list[Sentence], str]:
+    """The first ``limit`` (0: all) sentences of the CoNLL-2003 file, or the built-in ones
+    (words only, no gold) where it is absent; with a description for the report."""
     if path.is_file():
-        sentences = read_conll(path, limit)
+        sentences = read_sentences(path, "conll2003", limit)
         if not sentences:
             raise SystemExit(f"No sentences in {path}.")
         return sentences, f"{path}" + (f" (first {len(sentences)} sentences)" if limit else "")
     print(f"{path} not found: using {len(BUILTIN_SENTENCES)} built-in sentences instead", file=sys.stderr)
-    sentences = [s.split() for s in BUILTIN_SENTENCES]
+    sentences = [Sentence(words=s.split()) for s in BUILTIN_SENTENCES]
     return (sentences[:limit] if limit else sentences), "built-in sentences (CoNLL text absent)"
 
 
 def make_docs(nlp: Language, sentences: Sequence[Sequence[str]]) -> list[Doc]:
+    """Unannotated Docs of the CoNLL tokens, so no path pays for tokenization."""
     return [Doc(nlp.vocab, words=list(words)) for words in sentences]
 
 
@@ -217,116 +224,7 @@ def load_sm() -> tuple[Language | None, str]:
     return None, "en_core_web_sm not installed, skipped"
 
 
-# ----------------------------------------------------------------------------- memory
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            return int(fh.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _peak_mark_bytes() -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _reset_peak_mark() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _release_free_memory() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class PeakRSS:
-    """Peak RSS increase over the RSS at entry (bytes), via the kernel's reset peak mark or sampling."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.increase: int | None = None
-        self.method = "unavailable"
-        self._stop = threading.Event()
-        self._peak = 0
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> "PeakRSS":
-        _release_free_memory()
-        self.baseline = rss_bytes()
-        if self.baseline is None:
-            return self
-        if _reset_peak_mark() and _peak_mark_bytes() is not None:
-            self.method = "VmHWM reset via /proc/self/clear_refs"
-        else:
-            self.method = f"RSS sampled every {self.interval * 1000:g} ms"
-            self._peak = self.baseline
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, rss_bytes() or 0)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.baseline is None:
-            return
-        now = rss_bytes() or 0
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self._peak, now)
-        else:
-            peak = max(_peak_mark_bytes() or 0, now)
-        self.increase = max(0, peak - self.baseline)
-
-
 # ----------------------------------------------------------------------------- the authors' path
-@contextmanager
-def regenerate_every_forward(model: HyperLoaderModel) -> Iterator[None]:
-    """The authors' weight generation: each stack forward (the encoder once, the decoder at
-    every step) regenerates that stack's weights from its hypernetwork; no per-task cache."""
-
-    def regenerate(stack: str, module: torch.nn.Module, args: tuple) -> None:
-        model.invalidate_generated_weights()
-        ctx = model._context  # the active task_context (set by unconstrained_greedy)
-        if ctx is None:
-            return  # the model's own hook raises the informative error
-        fresh = model.hypernetworks[stack](model.task_embedding(ctx.groups.unique))
-        ctx.weights = {**ctx.weights, stack: fresh}  # a new dict: the cache's entry stays untouched
-
-    if not hasattr(model, "_context"):
-        raise RuntimeError("HyperLoaderModel no longer keeps its task context in `_context`; update this benchmark.")
-    handles = []
-    for stack in model.hypernetworks:
-        first_block = model.architecture.blocks_of(model.backbone, stack)[0]
-        handles.append(first_block.register_forward_pre_hook(partial(regenerate, stack)))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.invalidate_generated_weights()
-
-
 class NaiveStats:
     """What the naive path generated in one pass."""
 
@@ -349,9 +247,17 @@ class NaiveStats:
         }
 
 
+def authors_source(words: Sequence[str]) -> str:
+    """The authors' SentT' source string ``<extra_id_0> w0 <extra_id_1> ... <extra_id_n>``: they
+    tokenize this string, where the package builds the ids from word pieces (``SentTCodec``)."""
+    return " ".join([*(f"{sentinel(i)} {word}" for i, word in enumerate(words)), sentinel(len(words))])
+
+
 def naive_predict(pipe: Any, docs: Sequence[Doc], *, stats: NaiveStats) -> list[dict[str, list[str]]]:
     """The component's ``predict`` the authors' way: one task per batch, unconstrained greedy
-    ``generate`` with regenerated weights, output padded/cut to each doc's length."""
+    ``generate`` (regenerated weights: see ``naive_component``), output padded/cut to each doc's
+    length. Not ``Labeler.predict(constrained=False)``: that decodes the SentT' pieces with a
+    budget per segment, where the authors tokenize the source string and generate up to the cap."""
     labeler = pipe.labeler
     model = labeler.model
     tokenizer = labeler.codec.tokenizer
@@ -369,21 +275,19 @@ def naive_predict(pipe: Any, docs: Sequence[Doc], *, stats: NaiveStats) -> list[
             spec = labeler.tasks[task]
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start : start + batch_size]
-                texts = [source_text(words[:MAX_WORDS_PER_SEGMENT]) for _, words in chunk]
+                texts = [authors_source(words[:MAX_WORDS_PER_SEGMENT]) for _, words in chunk]
                 sources = tokenizer(texts, add_special_tokens=True)["input_ids"]
                 for k, (_, words) in enumerate(chunk):
                     if len(sources[k]) > max_source or len(words) > MAX_WORDS_PER_SEGMENT:
                         stats.truncated += 1
                     if len(sources[k]) > max_source:  # the tokenizer's truncation keeps </s>
                         sources[k] = sources[k][: max_source - 1] + [eos]
-                width = max(map(len, sources))
-                input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in sources], device=labeler.device)
-                with regenerate_every_forward(model):
-                    generated = unconstrained_greedy(
-                        model, task_ids=torch.full((len(chunk),), task, device=labeler.device),
-                        input_ids=input_ids, attention_mask=(input_ids != pad).long(),
-                        max_new_tokens=labeler.max_target_tokens,
-                    )
+                input_ids = tokenizer.pad({"input_ids": sources}, return_tensors="pt")["input_ids"].to(labeler.device)
+                generated = unconstrained_greedy(
+                    model, task_ids=torch.full((len(chunk),), task, device=labeler.device),
+                    input_ids=input_ids, attention_mask=(input_ids != pad).long(),
+                    max_new_tokens=labeler.max_target_tokens,
+                )
                 for (i, words), row in zip(chunk, generated.tolist()):
                     new = row[1:]  # after the decoder start token
                     stats.rows += 1
@@ -402,10 +306,12 @@ def naive_predict(pipe: Any, docs: Sequence[Doc], *, stats: NaiveStats) -> list[
 
 @contextmanager
 def naive_component(pipe: Any, stats: NaiveStats) -> Iterator[None]:
-    """Swap the component's ``predict`` for the authors' path (``nlp.pipe`` calls it per doc batch)."""
+    """Swap the component's ``predict`` for the authors' path (``nlp.pipe`` calls it per doc batch),
+    with the model regenerating its generated weights at every forward, as the authors' has no cache."""
     pipe.predict = partial(naive_predict, pipe, stats=stats)
     try:
-        yield
+        with pipe.labeler.model.regenerating_every_forward():
+            yield
     finally:
         del pipe.predict
 
@@ -460,25 +366,114 @@ class Measure:
         }
 
 
+# ----------------------------------------------------------------------------- mode decoding
+def decoding_sample(sentences: Sequence[Sentence], n: int, seed: int) -> list[Sentence]:
+    """``n`` random sentences of 15-30 words: batches of like lengths, each sentence one segment."""
+    pool = [s for s in sentences if len(s.words) in DECODING_LENGTHS]
+    if not pool:
+        raise SystemExit(f"No sentence of {DECODING_LENGTHS.start}-{DECODING_LENGTHS.stop - 1} words in the text.")
+    return random.Random(seed).sample(pool, min(n, len(pool)))
+
+
+def decoding_speed(nlp: Language, sentences: Sequence[Sentence], args: argparse.Namespace) -> dict[str, Any]:
+    """Mode ``decoding``: constrained vs unconstrained greedy decoding of one task on the same
+    length-sorted batches, ``generate``'s budget the gold target length (where a trained model stops)."""
+    pipe = nlp.get_pipe("hyperloader")
+    labeler = pipe.labeler
+    model, codec, device = labeler.model.eval(), labeler.codec, labeler.device
+    name = args.tasks[0].split(",")[0] if args.tasks else ("ner" if "ner" in pipe.task_names else pipe.task_names[0])
+    spec, task = pipe.task(name), labeler.task_index(name)
+    targets = labeler.tasks[task].targets
+    label_pieces = codec.label_piece_ids(targets)
+    trie = LabelTrie.build([codec.label_piece_ids(t.targets) for t in labeler.tasks])
+
+    def gold_length(sentence: Sentence) -> int:
+        """Tokens of the gold SentT' target (``O`` per word where the sentence has no gold)."""
+        doc = build_doc(nlp.vocab, sentence, ConversionStats())
+        tags = spec.gold_tags(doc) if spec.has_gold(doc) else ["O"] * len(doc)
+        return len(codec.interleave(codec.label_piece_ids(labeler.tasks[task].to_targets(tags))))
+
+    ordered = sorted(sentences, key=lambda s: -len(s.words))
+    batches = []
+    for start in range(0, len(ordered), args.batch_size):
+        rows = ordered[start : start + args.batch_size]
+        sources = [codec.interleave(codec.piece_ids(s.words)) for s in rows]
+        width = max(map(len, sources))
+        ids = torch.tensor([s + [codec.pad_id] * (width - len(s)) for s in sources], device=device)
+        words = [s.words for s in rows]
+        batches.append((words, ids, (ids != codec.pad_id).long(), max(map(gold_length, rows))))
+    n_words = sum(len(s.words) for s in sentences)
+
+    def run_constrained() -> None:
+        for words, ids, mask, _ in batches:
+            out = constrained_greedy(
+                model, trie, task_ids=torch.full((len(words),), task, device=device), input_ids=ids,
+                attention_mask=mask, n_words=torch.tensor([len(w) for w in words], device=device),
+                sentinel_ids=codec.sentinel_ids, pad_id=codec.pad_id,
+                decoder_start_id=model.backbone.config.decoder_start_token_id,
+            )
+            [[targets[j] for j in row[: len(w)]] for w, row in zip(words, out.tolist())]
+
+    def run_unconstrained() -> None:
+        for words, ids, mask, budget in batches:
+            out = unconstrained_greedy(
+                model, task_ids=torch.full((len(words),), task, device=device), input_ids=ids,
+                attention_mask=mask, max_new_tokens=budget,
+            )
+            [parse_target(codec.decode(row), len(w)) for w, row in zip(words, out.tolist())]
+
+    with torch.inference_mode():
+        run_constrained()  # warm-up (allocator, generated-weight cache)
+        timings = {"constrained": float("inf"), "unconstrained": float("inf")}
+        for _ in range(args.repeats):  # alternate, so a noisy neighbour hurts both sides alike
+            for key, fn in (("constrained", run_constrained), ("unconstrained", run_unconstrained)):
+                start = time.perf_counter()
+                fn()
+                timings[key] = min(timings[key], time.perf_counter() - start)
+    return {
+        "task": name,
+        "sentences": len(sentences),
+        "words": n_words,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "label_tokens": {t: len(p) for t, p in zip(targets, label_pieces)},
+        "constrained_words_per_s": round(n_words / timings["constrained"], 1),
+        "unconstrained_words_per_s": round(n_words / timings["unconstrained"], 1),
+        "speedup": round(timings["unconstrained"] / timings["constrained"], 2),
+    }
+
+
+# ----------------------------------------------------------------------------- arguments and report
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, with the per-mode defaults filled in (the two modes share their names)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, help="a trained pipeline directory (or use --random)")
+    parser.add_argument("--mode", choices=sorted(MODE_DEFAULTS), default="pipe",
+                        help="pipe: nlp.pipe of three paths (default); decoding: constrained vs unconstrained decoding")
     parser.add_argument("--random", choices=["tiny", "mini", "small", "base"], default=None,
-                        help="build a random pipeline of this backbone shape instead")
+                        help="build a random pipeline of this backbone shape instead (--mode decoding: small by default)")
     parser.add_argument("--vocab", default=str(DEFAULT_VOCAB),
                         help="vocabulary of a --random pipeline (tokenizer.json/.model/dir, or 'train')")
     parser.add_argument("--max-target-tokens", type=int, default=128,
                         help="a --random pipeline's max_target_tokens (the naive path's cap; 128 as the authors)")
     parser.add_argument("--tasks", action="append", default=None, help="comma-separated task names; repeatable")
-    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="CoNLL column file")
-    parser.add_argument("--limit", type=int, default=0, help="first N sentences (0 = all)")
-    parser.add_argument("--warmup", type=int, default=32, help="sentences of the warm-up pass")
-    parser.add_argument("--batch-size", type=int, default=256, help="docs per nlp.pipe batch")
+    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="CoNLL-2003 file")
+    parser.add_argument("--limit", "--sentences", type=int, default=None,
+                        help="pipe: the first N sentences (default 0 = all); decoding: N random ones (default 256)")
+    parser.add_argument("--warmup", type=int, default=32, help="sentences of the warm-up pass (pipe)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="docs per nlp.pipe batch (pipe, default 256); rows per decoding batch (decoding, default 64)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=1, help="timed passes per configuration; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed passes per configuration; the fastest counts (default: pipe 1, decoding 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--output", "--json", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
+    for key, value in MODE_DEFAULTS[args.mode].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.mode == "decoding" and args.model is None and args.random is None:
+        args.random = "small"  # the t5-small shape
     if (args.model is None) == (args.random is None):
         parser.error("give a pipeline directory or --random SHAPE (exactly one)")
     if args.repeats < 1 or args.threads < 1 or args.batch_size < 1 or args.limit < 0:
@@ -489,18 +484,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the chosen mode, print its figures, write them to ``--output``; returns the report."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    sentences, source = load_sentences(args.text, args.limit)
-    n_words = sum(map(len, sentences))
-    warmup = sentences[: max(1, args.warmup)]
+    if args.mode == "decoding":
+        sentences, source = load_sentences(args.text, 0)
+        sentences = decoding_sample(sentences, args.limit, args.seed)
+    else:
+        sentences, source = load_sentences(args.text, args.limit)
+    words = [s.words for s in sentences]
     if args.random:
         nlp, model_desc = build_random_pipeline(
-            args.random, sentences, args.vocab, args.seed, max_target_tokens=args.max_target_tokens
+            args.random, words, args.vocab, args.seed, max_target_tokens=args.max_target_tokens
         )
     else:
         nlp = spacy.load(args.model)
         model_desc = f"trained pipeline {args.model}"
+    if args.mode == "decoding":
+        report = decoding_speed(nlp, sentences, args)
+        report = {"data": source, "model": model_desc, **report}
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    else:
+        report = pipe_speed(nlp, words, args)
+        report = {"model": model_desc, "text": source, **report}
+        print_table(report)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2), encoding="utf8")
+    return report
+
+
+def pipe_speed(nlp: Language, sentences: Sequence[Sequence[str]], args: argparse.Namespace) -> dict[str, Any]:
+    """Mode ``pipe``: the three paths' figures per task set (the report less model and text)."""
+    n_words = sum(map(len, sentences))
+    warmup = sentences[: max(1, args.warmup)]
     pipe = nlp.get_pipe("hyperloader")
     labeler = pipe.labeler
     task_sets = [s.split(",") for s in args.tasks] if args.tasks else (
@@ -511,8 +529,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             pipe.task(name)  # fails early, naming the known tasks
     cap = labeler.max_target_tokens
     report: dict[str, Any] = {
-        "model": model_desc,
-        "text": source,
         "input": "pre-tokenized Docs (the CoNLL tokens), the same for every path",
         "sentences": len(sentences),
         "words": n_words,
@@ -569,10 +585,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                   and all(t.tag_ for t in d)),
         }
 
-    print_table(report)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2), encoding="utf8")
     return report
 
 

@@ -25,9 +25,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from benchmarks._common import DEFAULT_DATA, print_table, write_json  # noqa: E402
-from spacy_hyperloader.corpora import FORMATS  # noqa: E402
-from spacy_hyperloader.corpora.base import ConversionStats  # noqa: E402
+from benchmarks._common import DEFAULT_DATA, print_table, read_sentences, write_json  # noqa: E402
 from spacy_hyperloader.labeler import Labeler, TaskLabels  # noqa: E402
 from spacy_hyperloader.model import HyperLoaderConfig, HyperLoaderModel  # noqa: E402
 from spacy_hyperloader.model.backbone import load_backbone  # noqa: E402
@@ -56,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sentences = [s for s in FORMATS["conll2003"].reader(args.data / "conll2003" / "train.txt", ConversionStats()) if s.words]
+    sentences = read_sentences(args.data / "conll2003" / "train.txt")
     batch = sentences[100 : 100 + args.batch_size]
     labels = sorted({t for s in sentences for t in s.tags})
     items = [("tag", s.words, s.tags) for s in batch]

@@ -53,7 +53,9 @@ def params(
     for stack, hyper in model.hypernetworks.items():
         typer.echo(f"{stack} hypernetwork: {sum(p.numel() for p in hyper.parameters()):,}")
     typer.echo(f"task embeddings: {model.task_embedding.weight.numel():,}")
-    typer.echo(f"variant={hl_config.variant} layers={backbone_config.num_layers}+{backbone_config.num_decoder_layers} d_model={backbone_config.d_model}")
+    arch = model.architecture
+    layers = "+".join(str(arch.n_layers(backbone_config, stack)) for stack in ("encoder", "decoder"))
+    typer.echo(f"variant={hl_config.variant} layers={layers} d_model={arch.d_model(backbone_config)}")
     typer.echo(f"trainable={trainable} total={total} percent={100 * trainable / total:.4f}")
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .sentt.codec import SentTCodec
@@ -199,11 +200,9 @@ class Labeler:
         return plan_source_segments([len(p) for p in word_pieces], max_source_tokens=self.max_source_tokens)
 
     def _pad(self, rows: Sequence[Sequence[int]], value: int) -> Tensor:
-        width = max(len(r) for r in rows)
-        out = torch.full((len(rows), width), value, dtype=torch.long)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        return out.to(self.device)
+        """Rows of ids as one (rows, longest) tensor on the model's device, right-padded with ``value``."""
+        tensors = [torch.tensor(r, dtype=torch.long) for r in rows]
+        return pad_sequence(tensors, batch_first=True, padding_value=value).to(self.device)
 
     # ------------------------------------------------------------------ training
     def training_batch(self, items: Sequence[tuple[str, Sequence[str], Sequence[str]]], *, restrict_vocabulary: bool = False) -> "TrainingBatch":

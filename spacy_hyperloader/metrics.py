@@ -18,7 +18,6 @@ from seqeval.metrics import (
     precision_score,
     recall_score,
 )
-from sklearn.exceptions import UndefinedMetricWarning
 
 __all__ = ["span_scores", "token_accuracy"]
 
@@ -57,15 +56,15 @@ def span_scores(
     gold_l, pred_l = _as_lists(gold, pred)
     if not gold_l:
         return {"p": 0.0, "r": 0.0, "f": 0.0, "per_type": {}}
+    # zero_division=0: no gold and/or no predicted spans score 0, as seqeval's default does,
+    # without its UndefinedMetricWarning.
     with warnings.catch_warnings():
-        # No gold and/or no predicted spans: seqeval warns and returns 0.
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
         # classification_report averages an empty per-type table (numpy warns).
         warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(precision_score(gold_l, pred_l))
-        r = float(recall_score(gold_l, pred_l))
-        f = float(f1_score(gold_l, pred_l))
-        report = classification_report(gold_l, pred_l, output_dict=True)
+        p = float(precision_score(gold_l, pred_l, zero_division=0))
+        r = float(recall_score(gold_l, pred_l, zero_division=0))
+        f = float(f1_score(gold_l, pred_l, zero_division=0))
+        report = classification_report(gold_l, pred_l, output_dict=True, zero_division=0)
     per_type = {
         type_: {
             "p": float(row["precision"]),

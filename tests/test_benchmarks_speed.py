@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/speed.py: a tiny random pipeline on a few sentences, no shared data."""
+"""Smoke tests of benchmarks/speed.py, both modes: a tiny random pipeline on a few sentences, no shared data."""
 
 from __future__ import annotations
 
@@ -16,14 +16,19 @@ def load_speed_module():
     return module
 
 
-def test_speed_benchmark_runs_fast_naive_and_sm(tmp_path):
-    speed = load_speed_module()
-    # A CoNLL file of the built-in sentences, with a -DOCSTART- line the reader must skip.
+def conll_file(speed, tmp_path: Path) -> Path:
+    """A CoNLL-2003 file of the built-in sentences, with a -DOCSTART- line the reader must skip."""
     lines = ["-DOCSTART- -X- -X- O", ""]
     for sentence in speed.BUILTIN_SENTENCES:
-        lines += [f"{word} NN B-NP O" for word in sentence.split()] + [""]
+        lines += [f"{word} NN B-NP {'B-LOC' if word[0].isupper() else 'O'}" for word in sentence.split()] + [""]
     text = tmp_path / "text.txt"
     text.write_text("\n".join(lines), encoding="utf8")
+    return text
+
+
+def test_speed_benchmark_runs_fast_naive_and_sm(tmp_path):
+    speed = load_speed_module()
+    text = conll_file(speed, tmp_path)
     out = tmp_path / "speed.json"
     limit = 6  # the naive path generates 40 tokens a row (not 128) to keep the test short
 
@@ -52,3 +57,19 @@ def test_speed_benchmark_runs_fast_naive_and_sm(tmp_path):
         sm["words_per_s"] > 0 and sm["annotated_docs"] == limit
     )
     assert any("random weights" in caveat for caveat in report["caveats"])
+
+
+def test_speed_benchmark_decoding_mode(tmp_path):
+    speed = load_speed_module()
+    out = tmp_path / "decoding.json"
+    speed.main([
+        "--mode", "decoding", "--random", "tiny", "--vocab", "train", "--text", str(conll_file(speed, tmp_path)),
+        "--limit", "3", "--batch-size", "2", "--repeats", "1", "--threads", "1", "--output", str(out),
+    ])
+
+    report = json.loads(out.read_text(encoding="utf8"))
+    # three of the four built-in sentences of 15-30 words, sampled
+    assert report["task"] == "ner" and report["sentences"] == 3 and report["batch_size"] == 2
+    assert set(report["label_tokens"]) == {"LOC", "MISC", "ORG", "PER", "I", "O"}
+    assert report["constrained_words_per_s"] > 0 and report["unconstrained_words_per_s"] > 0
+    assert report["speedup"] > 0

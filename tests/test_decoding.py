@@ -117,3 +117,22 @@ def test_trie_rejects_labels_it_could_not_tell_apart():
         LabelTrie.build([[]], task_names=["ner"])
     with pytest.raises(ValueError, match="tokenizes to nothing"):
         LabelTrie.build([[[]]], task_names=["ner"])
+
+
+def test_constrained_decoding_is_the_same_when_weights_are_regenerated_every_forward(tokenizer):
+    model = randomize_(make_model(tokenizer), std=0.5).eval()
+    sentinels = _sentinels(len(tokenizer))
+    trie = LabelTrie.build(TASK_LABELS)
+    torch.manual_seed(6)
+    args = dict(
+        task_ids=torch.tensor([1, 0, 0]), input_ids=torch.randint(3, len(tokenizer) - 101, (3, 8)),
+        n_words=torch.tensor([5, 2, 6]), sentinel_ids=sentinels, decoder_start_id=START, pad_id=PAD,
+    )
+    args["attention_mask"] = torch.ones_like(args["input_ids"])
+    cached = constrained_greedy(model, trie, **args)
+    with model.regenerating_every_forward():
+        regenerated = constrained_greedy(model, trie, **args)
+    assert torch.equal(regenerated, cached)
+    # the per-row position bias is only patched in while decoding
+    owner = model.architecture.position_bias_owner(model.backbone, "decoder")
+    assert model.architecture.position_bias.compute not in vars(owner)

@@ -13,13 +13,10 @@ from spacy_hyperloader.sentt.format import (
     MAX_WORDS_PER_SEGMENT,
     expand_bio,
     join_segments,
-    parse_source,
     parse_target,
     plan_segments,
     sentinel,
     simplify_bio,
-    source_text,
-    target_text,
 )
 
 PROPS = settings(
@@ -118,14 +115,11 @@ PAPER_TAGS = ["O", "O", "O", "O", "B-Actor", "I-Actor"]
 def test_paper_example_exactly():
     labels = simplify_bio(PAPER_TAGS)
     assert labels == ["O", "O", "O", "O", "Actor", "I"]
-    assert target_text(labels) == (
+    target = (
         "<extra_id_0> O <extra_id_1> O <extra_id_2> O <extra_id_3> O "
         "<extra_id_4> Actor <extra_id_5> I <extra_id_6>"
     )
-    assert source_text(PAPER_WORDS) == (
-        "<extra_id_0> show <extra_id_1> me <extra_id_2> films <extra_id_3> with "
-        "<extra_id_4> tom <extra_id_5> hanks <extra_id_6>"
-    )
+    assert parse_target(target, len(PAPER_WORDS)) == labels
     assert expand_bio(labels) == PAPER_TAGS
 
 
@@ -204,72 +198,13 @@ def test_non_string_tag_raises_value_error():
 
 
 # ---------------------------------------------------------------------------
-# source_text / parse_source
+# parse_target
 # ---------------------------------------------------------------------------
 
-_word_chars = st.one_of(
-    st.sampled_from(list(" <>_extraid0123456789\t\n")),
-    st.characters(exclude_categories=("Cs",)),
-)
-words_st = st.one_of(
-    st.text(_word_chars, max_size=8),
-    st.sampled_from(["", " ", "  ", "\t", "<", ">", "<>", "<extra_id", "extra_id_1>", "< extra_id_0>", "a <extra_id"]),
-    # long words, built cheaply by repetition
-    st.builds(lambda w, k: w * k, st.text(_word_chars, min_size=1, max_size=4), st.integers(50, 100)),
-).filter(lambda w: "<extra_id_" not in w)
 
-
-def _check_source_round_trip(words):
-    if len(words) <= MAX_WORDS_PER_SEGMENT:
-        text = source_text(words)
-        assert parse_source(text) == words
-        # one sentinel per word plus a closing one, numbered in order
-        assert re.findall(r"<extra_id_(\d+)>", text) == [str(i) for i in range(len(words) + 1)]
-    else:
-        with pytest.raises(ValueError, match=str(len(words))):
-            source_text(words)
-
-
-@PROPS
-@given(st.lists(words_st, max_size=12))
-def test_source_round_trip_short(words):
-    _check_source_round_trip(words)
-
-
-@settings(max_examples=100, deadline=None)
-@given(
-    pool=st.lists(words_st, min_size=1, max_size=10),
-    n=st.integers(min_value=0, max_value=150),
-    rnd=st.randoms(use_true_random=False),
-)
-def test_source_round_trip_long(pool, n, rnd):
-    # drawing 150 words one by one is slow; sample them from a drawn pool
-    _check_source_round_trip([rnd.choice(pool) for _ in range(n)])
-
-
-def test_source_text_edge_cases():
-    assert source_text([]) == "<extra_id_0>"
-    assert parse_source("<extra_id_0>") == []
-    assert source_text([""]) == "<extra_id_0>  <extra_id_1>"
-    assert parse_source("<extra_id_0>  <extra_id_1>") == [""]
-    assert parse_source("<extra_id_0>    <extra_id_1>") == ["  "]
-    words = ["w"] * 99
-    assert parse_source(source_text(words)) == words
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["", "w <extra_id_0>", "<extra_id_0> a", "<extra_id_0> a <extra_id_2>", "<extra_id_0>x <extra_id_1>",
-     "<extra_id_0> a <extra_id_1>junk"],
-)
-def test_parse_source_rejects_malformed(text):
-    with pytest.raises(ValueError):
-        parse_source(text)
-
-
-# ---------------------------------------------------------------------------
-# target_text / parse_target
-# ---------------------------------------------------------------------------
+def _clean_output(labels):
+    """What a well-behaved model writes for ``labels``: the SentT' target as text."""
+    return "".join(f"{sentinel(i)} {label} " for i, label in enumerate(labels)) + sentinel(len(labels))
 
 _label_chars = st.one_of(st.sampled_from(list(".:/_-<> ")), st.characters(exclude_categories=("Cs",)))
 labels_st = st.one_of(
@@ -284,13 +219,8 @@ labels_st = st.one_of(
 
 @PROPS
 @given(st.lists(labels_st, max_size=MAX_WORDS_PER_SEGMENT))
-def test_target_round_trip(labels):
-    assert parse_target(target_text(labels), len(labels)) == labels
-
-
-def test_target_text_too_long_raises():
-    with pytest.raises(ValueError, match="100"):
-        target_text(["O"] * 100)
+def test_clean_output_round_trip(labels):
+    assert parse_target(_clean_output(labels), len(labels)) == labels
 
 
 @PROPS
@@ -302,7 +232,7 @@ def test_full_pipeline_round_trip(spans):
     for type_, with_inside in spans:
         tags += [f"B-{type_}"] + ([f"I-{type_}"] if with_inside else []) + ["O"]
     tags = tags[:MAX_WORDS_PER_SEGMENT]
-    decoded = "<pad> " + target_text(simplify_bio(tags)) + "</s>"
+    decoded = "<pad> " + _clean_output(simplify_bio(tags)) + "</s>"
     assert expand_bio(parse_target(decoded, len(tags))) == tags
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 
 import pytest
 import torch
@@ -147,14 +148,33 @@ def test_cached_weights_equal_fresh_and_follow_parameter_changes(tokenizer):
                 torch.testing.assert_close(cached[stack][site][name], value, rtol=1e-5, atol=1e-5)
                 assert one_again[stack][site][name] is one[stack][site][name]  # a hit, not a rerun
     task_ids, input_ids, mask, decoder = _batch(tokenizer, [0, 1])
+    bias = model.hypernetworks["decoder"].adapter_heads["norm_bias"].bias
+
+    def cached_and_fresh():
+        with torch.no_grad():
+            cached = model.sequence_logits(task_ids, input_ids, mask, decoder)
+        return cached, model.sequence_logits(task_ids, input_ids, mask, decoder).detach()  # grad on: never cached
+
+    first, _ = cached_and_fresh()
     with torch.no_grad():
-        first = model.sequence_logits(task_ids, input_ids, mask, decoder)
-        model.hypernetworks["decoder"].adapter_heads["norm_bias"].bias.add_(0.5)  # an in-place update
-        second = model.sequence_logits(task_ids, input_ids, mask, decoder)
-    model.train()
-    expected = model.sequence_logits(task_ids, input_ids, mask, decoder)
+        bias.add_(0.5)  # in place while in eval mode: the documented case that needs invalidating
+    model.invalidate_generated_weights()
+    second, fresh = cached_and_fresh()
+    torch.testing.assert_close(second, fresh, atol=1e-4, rtol=1e-4)
     assert (first - second).abs().max() > 1e-2
-    torch.testing.assert_close(second, expected.detach(), atol=1e-4, rtol=1e-4)
+    model.train()  # going back to training drops the cache by itself
+    with torch.no_grad():
+        bias.add_(0.5)
+    model.eval()
+    third, fresh = cached_and_fresh()
+    torch.testing.assert_close(third, fresh, atol=1e-4, rtol=1e-4)
+    assert (second - third).abs().max() > 1e-2
+    state = {name: p.detach().clone() for name, p in model.trainable_state_dict().items()}
+    state["hypernetworks.decoder.adapter_heads.norm_bias.bias"] += 0.5
+    model.load_trainable(state)  # and so does loading weights
+    fourth, fresh = cached_and_fresh()
+    torch.testing.assert_close(fourth, fresh, atol=1e-4, rtol=1e-4)
+    assert (third - fourth).abs().max() > 1e-2
 
 
 def test_optimizer_step_invalidates_the_cache(tokenizer):
@@ -173,6 +193,55 @@ def test_optimizer_step_invalidates_the_cache(tokenizer):
     fresh = model.sequence_logits(task_ids, input_ids, mask, decoder)  # grad on: never cached
     torch.testing.assert_close(after, fresh.detach(), atol=1e-4, rtol=1e-4)
     assert (before - after).abs().max() > 1e-2
+
+
+def _count_generations(model: HyperLoaderModel) -> Counter:
+    calls: Counter = Counter()
+    for stack, hyper in model.hypernetworks.items():
+        hyper.register_forward_hook(lambda module, args, out, stack=stack: calls.update([stack]))
+    return calls
+
+
+def test_regenerating_every_forward_gives_the_same_outputs_at_the_authors_cost(tokenizer):
+    model = randomize_(make_model(tokenizer)).eval()
+    calls = _count_generations(model)
+    task_ids, input_ids, mask, decoder = _batch(tokenizer, [0, 1, 1])
+    steps = 4
+
+    def greedy():
+        with model.task_context(task_ids):
+            return model.backbone.generate(
+                input_ids=input_ids, attention_mask=mask, do_sample=False, num_beams=1,
+                min_new_tokens=steps, max_new_tokens=steps,
+            )
+
+    with torch.no_grad():
+        cached_logits, cached_tokens = model.sequence_logits(task_ids, input_ids, mask, decoder), greedy()
+        calls.clear()
+        with model.regenerating_every_forward(), model.regenerating_every_forward():  # nesting is harmless
+            logits = model.sequence_logits(task_ids, input_ids, mask, decoder)
+            assert calls == {"encoder": 1, "decoder": 1}  # each stack once per forward, nothing up front
+            calls.clear()
+            tokens = greedy()
+            assert calls == {"encoder": 1, "decoder": steps}  # the decoder regenerates at every step
+        calls.clear()
+        after = model.sequence_logits(task_ids, input_ids, mask, decoder)
+    assert not calls  # the cache is intact and in use again
+    assert not any(m._forward_pre_hooks for m in model.backbone.modules())
+    torch.testing.assert_close(logits, cached_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(after, cached_logits, rtol=0, atol=0)
+    assert torch.equal(tokens, cached_tokens)
+
+
+def test_regenerating_every_forward_trains_like_the_default(tokenizer):
+    model = randomize_(make_model(tokenizer)).train()
+    task_ids, input_ids, mask, decoder = _batch(tokenizer, [1, 0])
+    default = model.sequence_logits(task_ids, input_ids, mask, decoder)
+    with model.regenerating_every_forward():
+        regenerated = model.sequence_logits(task_ids, input_ids, mask, decoder)
+    torch.testing.assert_close(regenerated, default, rtol=1e-5, atol=1e-5)
+    regenerated.sum().backward()
+    assert all(p.grad is not None for p in model.hypernetworks.parameters())
 
 
 @pytest.mark.parametrize(

@@ -233,3 +233,30 @@ def test_cli_smoke(backbone, tmp_path):
     (tmp_path / "test.txt").write_text("a b c\n" * 50)
     result = CliRunner().invoke(app, ["pretrain", str(backbone), str(tmp_path / "x"), "--text", str(tmp_path / "test.txt")])
     assert result.exit_code == 1 and "dev/test" in result.output
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 4])
+def test_the_schedule_warms_up_linearly_then_decays_as_one_over_sqrt_step(warmup):
+    from spacy_hyperloader.pretraining.trainer import inverse_sqrt_schedule
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = inverse_sqrt_schedule(optimizer, warmup)
+    lrs = []
+    for _ in range(12):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    w = max(warmup, 1)
+    # update n (from 1) runs at min(n / w, sqrt(w / n)): the first update already learns
+    assert lrs == pytest.approx([min(n / w, (w / n) ** 0.5) for n in range(1, 13)], rel=1e-12)
+    if warmup == 4:
+        assert lrs[:5] == pytest.approx([0.25, 0.5, 0.75, 1.0, (4 / 5) ** 0.5])
+
+
+def test_padded_batches_mask_inputs_and_ignore_padded_labels():
+    from spacy_hyperloader.pretraining.trainer import _tensors
+
+    batch = _tensors([([5, 6, 7], [9]), ([8], [3, 4])], pad_id=0, device=torch.device("cpu"))
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[9, -100], [3, 4]]

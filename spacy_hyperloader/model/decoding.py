@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from .hyperloader import HyperLoaderModel
@@ -93,8 +94,7 @@ class LabelTrie:
                 tokens.append(vocab[c])
             chains.append(tokens)
             ends.append(end)
-        depth = max(map(len, chains), default=0)
-        chain = torch.tensor([t + [0] * (depth - len(t)) for t in chains], dtype=torch.long).view(len(chains), depth)
+        chain = pad_sequence([torch.tensor(t, dtype=torch.long) for t in chains], batch_first=True)
         return cls(
             torch.tensor(vocab, dtype=torch.long), torch.tensor(roots, dtype=torch.long), child, label, leaf,
             chain, torch.tensor([len(t) for t in chains], dtype=torch.long), torch.tensor(ends, dtype=torch.long),
@@ -128,8 +128,8 @@ def constrained_greedy(
 
     Each decoder call feeds every row all the tokens it knows (its chosen token, the label's
     forced rest, the next sentinel), so every call is one choice per row. Rows feed different
-    numbers of tokens; the shorter ones are padded with masked slots, and T5's relative
-    positions are computed per row over the real tokens only (``_RowPositions``), which keeps
+    numbers of tokens; the shorter ones are padded with masked slots, and relative positions
+    are computed per row over the real tokens only (``_RowPositions``), which keeps
     results equal to decoding each row alone.
     """
     device = input_ids.device
@@ -155,7 +155,7 @@ def constrained_greedy(
     pending_len = torch.where(n_words > 0, 2, 0)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     decoder = model.backbone.get_decoder()
-    positions = _RowPositions(decoder, batch, device)
+    positions = _RowPositions(model, batch, device)
 
     with model.task_context(task_ids), positions:
         encoded = model.encode(input_ids, attention_mask)
@@ -207,17 +207,18 @@ def constrained_greedy(
 
 
 class _RowPositions:
-    """Per-row decoder positions for T5's relative attention bias.
+    """Per-row decoder positions for the relative attention bias.
 
-    HF's T5 computes one bias for the whole batch from slot indices. While active, the first
-    decoder block's bias is computed per row from each row's own count of real tokens, so a
-    masked padding slot in one row does not shift the positions it sees.
+    HF's T5 computes one bias for the whole batch from slot indices. While active, the decoder's
+    bias is computed per row from each row's own count of real tokens, so a masked padding slot
+    in one row does not shift the positions it sees. Which module computes the bias, and how, is
+    the backbone family's business (``ArchitectureTable.position_bias``).
     """
 
-    def __init__(self, decoder: torch.nn.Module, batch: int, device: torch.device) -> None:
-        self.attention = decoder.block[0].layer[0].SelfAttention
-        if not getattr(self.attention, "has_relative_attention_bias", False):
-            raise TypeError("Constrained decoding needs a T5-style decoder with relative attention bias.")
+    def __init__(self, model: HyperLoaderModel, batch: int, device: torch.device) -> None:
+        self.architecture = model.architecture
+        self.owner = self.architecture.position_bias_owner(model.backbone, "decoder")
+        self.method = self.architecture.position_bias.compute
         self.position = torch.zeros(batch, 0, dtype=torch.long, device=device)
         self.mask = torch.zeros(batch, 0, dtype=torch.long, device=device)
         self.next = torch.zeros(batch, dtype=torch.long, device=device)
@@ -233,22 +234,17 @@ class _RowPositions:
         return self.mask
 
     def compute_bias(self, query_length: int, key_length: int, device=None, cache_position=None) -> Tensor:
-        attention = self.attention
+        """Stands in for the owner's bias method (same signature): (batch, heads, queries, keys)."""
         relative = self.position[:, None, :key_length] - self.query[:, :, None]
-        bucket = attention._relative_position_bucket(
-            relative,
-            bidirectional=False,
-            num_buckets=attention.relative_attention_num_buckets,
-            max_distance=attention.relative_attention_max_distance,
-        )
-        return attention.relative_attention_bias(bucket).permute(0, 3, 1, 2)
+        buckets = self.architecture.position_buckets(self.owner, relative, bidirectional=False)
+        return self.architecture.bias_values(self.owner, buckets).permute(0, 3, 1, 2)
 
     def __enter__(self) -> "_RowPositions":
-        self.attention.compute_bias = self.compute_bias
+        setattr(self.owner, self.method, self.compute_bias)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        del self.attention.compute_bias
+        delattr(self.owner, self.method)
 
 
 @torch.no_grad()

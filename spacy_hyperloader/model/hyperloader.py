@@ -38,8 +38,12 @@ class _TaskContext:
 class HyperLoaderModel(nn.Module):
     """The backbone runs inside ``task_context(task_ids)``; hooks add each row's task modules.
 
-    In eval mode with gradients off, each task's generated weights are computed once and reused
-    until any hypernetwork parameter changes (tracked by tensor version counters).
+    In eval mode with gradients off, each task's generated weights are computed once and reused:
+    decoding then costs what the plain backbone costs. The cache is dropped after any forward that can
+    train (train mode or gradients on), when weights are loaded, and when a parameter is replaced
+    or moved; a parameter changed in place with no such forward (by hand) needs
+    ``invalidate_generated_weights()``.
+    ``regenerating_every_forward()`` switches to the authors' cost instead.
     """
 
     def __init__(
@@ -54,31 +58,29 @@ class HyperLoaderModel(nn.Module):
         self.backbone = backbone
         self.backbone_source = backbone_source
         self.architecture = architecture_for(backbone.config.model_type)
-        bc = backbone.config
+        arch, bc = self.architecture, backbone.config
         self.task_embedding = nn.Embedding(len(config.tasks), config.task_embedding_dim)
         nn.init.normal_(self.task_embedding.weight, std=1.0)
-        layers = {"encoder": bc.num_layers, "decoder": bc.num_decoder_layers}
-        attention_dim = bc.num_heads * bc.d_kv
         self.hypernetworks = nn.ModuleDict()
         if config.variant_spec.generates_modules:
-            for stack, n_layers in layers.items():
-                stack_sites = tuple(
-                    s for s in config.variant_spec.sites if stack in self.architecture.sites.get(s, {})
-                )
+            for stack in arch.blocks:
+                stack_sites = tuple(s for s in config.variant_spec.sites if stack in arch.sites.get(s, {}))
                 self.hypernetworks[stack] = StackHypernetwork(
-                    config, n_layers=n_layers, d_model=bc.d_model, attention_dim=attention_dim,
-                    stack_sites=stack_sites,
+                    config, n_layers=arch.n_layers(bc, stack), d_model=arch.d_model(bc),
+                    attention_dim=arch.attention_dim(bc), stack_sites=stack_sites,
                 )
         else:
             # Full fine-tuning: no hypernetwork, no hook; task ids are still checked but change
             # nothing, so the (unused) task embedding is frozen rather than trained or saved.
             self.task_embedding.weight.requires_grad_(False)
-        if config.position_bias_scale != 1.0 and self.architecture.position_bias_attribute:
-            scale_position_bias(backbone, self.architecture.position_bias_attribute, config.position_bias_scale)
+        if config.position_bias_scale != 1.0 and arch.position_bias is not None:
+            scale_position_bias(backbone, arch.position_bias.embedding, config.position_bias_scale)
         self._freeze_backbone()
         self._context: _TaskContext | None = None
+        self._regenerating = False
         self._cache: dict[int, dict[str, dict[str, SiteWeights]]] = {}
         self._cache_key: tuple | None = None
+        self._cache_stale = False
         self._inject()
 
     # ----------------------------------------------------------------- construction
@@ -125,18 +127,54 @@ class HyperLoaderModel(nn.Module):
             raise ValueError(f"task ids {sorted(set(bad))} out of range: this model has {n} tasks.")
         groups = RowGroups.from_task_ids(ids)
         previous = self._context
-        self._context = _TaskContext(self.generated_weights(groups.unique), groups)
+        # While regenerating, each stack's weights are made when that stack runs (_regenerate).
+        weights = {} if self._regenerating else self.generated_weights(groups.unique)
+        self._context = _TaskContext(weights, groups)
         try:
             yield
         finally:
             self._context = previous
 
+    @contextmanager
+    def regenerating_every_forward(self) -> Iterator[None]:
+        """Regenerate the generated weights at every stack forward inside the block, uncached.
+
+        This is the authors' cost: their hypernetwork runs in each forward pass, so the encoder
+        pays one generation and the decoder one per decoding step. Outputs are those of the
+        cached path (up to float rounding: a batch's tasks are generated together rather than
+        one at a time); benchmarks use it to measure what the cache saves.
+        """
+        if self._regenerating:
+            yield
+            return
+        handles = [
+            self.architecture.blocks_of(self.backbone, stack)[0].register_forward_pre_hook(
+                functools.partial(self._regenerate, stack)
+            )
+            for stack in self.hypernetworks
+        ]
+        self._regenerating = True
+        try:
+            yield
+        finally:
+            self._regenerating = False
+            for handle in handles:
+                handle.remove()
+
+    def _regenerate(self, stack: str, module: nn.Module, args: tuple) -> None:
+        """Before a stack's first block: that stack's weights for the active context's tasks."""
+        ctx = self._context
+        if ctx is not None:  # outside a context, the site hooks raise the informative error
+            fresh = self.hypernetworks[stack](self.task_embedding(ctx.groups.unique))
+            ctx.weights = {**ctx.weights, stack: fresh}  # a new dict: a cached entry stays untouched
+
     def generated_weights(self, task_ids: Tensor) -> dict[str, dict[str, SiteWeights]]:
         """stack -> site -> weights with a leading task axis, in the order of ``task_ids``."""
         if self.training or torch.is_grad_enabled():
+            self._cache_stale = True  # a forward that can train: an optimizer step may follow
             return self._generate(task_ids)
         key = self._parameter_versions()
-        if key != self._cache_key:
+        if self._cache_stale or key != self._cache_key:
             self.invalidate_generated_weights()
             self._cache_key = key
         per_task = []
@@ -155,18 +193,20 @@ class HyperLoaderModel(nn.Module):
         }
 
     def invalidate_generated_weights(self) -> None:
-        """Forget cached per-task weights. Needed after updates that swap ``param.data`` (thinc's
-        optimizers do), which tensor version counters cannot always see."""
+        """Forget cached per-task weights: needed after changing parameters in place while the
+        model stays in eval mode (see the class docstring)."""
         self._cache.clear()
         self._cache_key = None
+        self._cache_stale = False
 
     def _generate(self, task_ids: Tensor) -> dict[str, dict[str, SiteWeights]]:
         vectors = self.task_embedding(task_ids)
         return {stack: hyper(vectors) for stack, hyper in self.hypernetworks.items()}
 
     def _parameter_versions(self) -> tuple:
+        """Identity of the tensors behind the parameters: a replaced or moved one invalidates."""
         params = [self.task_embedding.weight, *self.hypernetworks.parameters()]
-        return tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        return tuple((p.data_ptr(), p.device, p.dtype) for p in params)
 
     def _site_hook(self, stack: str, layer: int, site: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor:
         ctx = self._context
@@ -196,23 +236,17 @@ class HyperLoaderModel(nn.Module):
         """Encoder states; call inside ``task_context``."""
         return self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    def _output_states(self, hidden: Tensor) -> Tensor:
-        bc = self.backbone.config
-        if getattr(bc, "tie_word_embeddings", False):  # T5 rescales before a tied output layer
-            hidden = hidden * (bc.d_model**-0.5)
-        return hidden
-
     def project(self, hidden: Tensor, vocab_ids: Tensor | None = None) -> Tensor:
         """Logits over the whole vocabulary or only over ``vocab_ids`` (restricted softmax)."""
         weight = self.backbone.get_output_embeddings().weight
         if vocab_ids is not None:
             weight = weight.index_select(0, vocab_ids)
-        return F.linear(self._output_states(hidden), weight)
+        return F.linear(self.architecture.output_states(self.backbone.config, hidden), weight)
 
     def project_rows(self, hidden: Tensor, token_ids: Tensor) -> Tensor:
         """One logit per row: row i of ``hidden`` (batch, d_model) scored for ``token_ids[i]``."""
         weight = self.backbone.get_output_embeddings().weight.index_select(0, token_ids)
-        return (self._output_states(hidden) * weight).sum(dim=-1)
+        return (self.architecture.output_states(self.backbone.config, hidden) * weight).sum(dim=-1)
 
     def sequence_logits(
         self,
@@ -328,3 +362,4 @@ class HyperLoaderModel(nn.Module):
                         f"{tuple(param.shape)} in the model."
                     )
                 param.copy_(tensors[name])
+        self.invalidate_generated_weights()

@@ -11,20 +11,18 @@ can use it without pulling in spaCy.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
     "TemperatureSampler",
-    "TrainingConfig",
     "build_optimizer",
     "guided_alignment_loss",
     "label_smoothed_nll",
@@ -40,17 +38,6 @@ _REDUCTIONS: tuple[str, ...] = ("sum", "mean")
 # --------------------------------------------------------------------------- loss
 
 
-def _check_epsilon(epsilon: float) -> None:
-    # `not (a <= x < b)` also rejects NaN.
-    if not (0.0 <= epsilon < 1.0):
-        raise ValueError(f"epsilon must be in [0, 1), got {epsilon!r}")
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
 def label_smoothed_nll(
     logits: Tensor,
     targets: Tensor,
@@ -62,9 +49,10 @@ def label_smoothed_nll(
     """Label-smoothed negative log-likelihood, as used to train HyperLoader.
 
     Per token the loss is ``(1 - epsilon) * nll + epsilon * smooth`` with
-    ``smooth = -mean_V(log_probs)``; this is the fairseq / Hugging Face ``LabelSmoother``
-    (and ``torch.nn.functional.cross_entropy(label_smoothing=...)``) formulation, so
-    results are comparable with those implementations.
+    ``smooth = -mean_V(log_probs)``: ``torch.nn.functional.cross_entropy(label_smoothing=...)``
+    computes it, the fairseq / Hugging Face ``LabelSmoother`` formulation, so results are
+    comparable with those implementations. This wrapper only adds what the recipe needs
+    around it: the authors' ``"sum"`` reduction, a safe ``"mean"`` and float32 softmax.
 
     ``reduction="sum"`` (the authors' choice) sums over non-ignored target tokens, which
     weights long targets more and makes the gradient norm grow with batch size -- this
@@ -90,8 +78,10 @@ def label_smoothed_nll(
         ignore_index: target value marking padding.
         reduction: ``"sum"`` or ``"mean"`` over non-ignored tokens.
     """
-    _check_epsilon(epsilon)
-    _check_reduction(reduction)
+    if not (0.0 <= epsilon < 1.0):  # also rejects NaN
+        raise ValueError(f"epsilon must be in [0, 1), got {epsilon!r}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if logits.dim() < 1 or targets.shape != logits.shape[:-1]:
         raise ValueError(
             f"targets shape {tuple(targets.shape)} must equal logits shape without the "
@@ -102,14 +92,11 @@ def label_smoothed_nll(
 
     active = targets.ne(ignore_index)
     # Boolean indexing keeps only real tokens: padding costs no softmax and cannot leak
-    # NaN/inf into the gradient through masked-but-computed rows.
-    logp = torch.log_softmax(logits[active].float(), dim=-1)  # (N, V)
-    gold = targets[active].long().unsqueeze(-1)  # (N, 1)
-    nll = -logp.gather(-1, gold).squeeze(-1)  # (N,)
-    loss = nll.sum()
-    if epsilon > 0.0:
-        smooth = -logp.mean(dim=-1)  # (N,)
-        loss = (1.0 - epsilon) * loss + epsilon * smooth.sum()
+    # NaN/inf into the gradient through masked-but-computed rows (cross_entropy's own
+    # ignore_index still runs their softmax backward). So the sum over no tokens is 0.
+    loss = F.cross_entropy(
+        logits[active].float(), targets[active].long(), label_smoothing=epsilon, reduction="sum"
+    )
     if reduction == "mean":
         loss = loss / active.sum().clamp_min(1).to(loss.dtype)
     return loss
@@ -200,22 +187,29 @@ def task_sampling_probabilities(
 
 
 class TemperatureSampler:
-    """Draws which task the next batch (or example) comes from.
+    """Draws which task (or corpus) the next batch or example comes from, ``p_t ∝ n_t ** (1/T)``.
 
-    Uses a private ``random.Random(seed)`` so runs are reproducible and independent of
-    any other code touching the global RNG. Tasks are drawn in sorted-name order, so
-    the sequence depends only on ``(sizes, temperature, seed)``, not on the insertion
-    order of ``sizes``. ``sample_many(k)`` yields exactly what ``k`` calls to
-    ``sample()`` would.
+    The package's one temperature sampler: the spaCy readers draw corpora with it and the
+    benchmarks draw batch tasks with it. Uses a private ``random.Random(seed)`` so runs are
+    reproducible and independent of any other code touching the global RNG; pass ``rng``
+    instead to share one generator with the caller (a reader also draws its examples from
+    it). Tasks are drawn in sorted-name order, so the sequence depends only on
+    ``(sizes, temperature, seed)``, not on the insertion order of ``sizes``.
+    ``sample_many(k)`` yields exactly what ``k`` calls to ``sample()`` would.
     """
 
-    def __init__(self, sizes: Mapping[str, int], temperature: float = 10.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sizes: Mapping[str, int],
+        temperature: float = 10.0,
+        seed: int = 0,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self._probabilities = task_sampling_probabilities(sizes, temperature)
-        self.temperature = temperature
-        self.seed = seed
         self._names = sorted(self._probabilities)
         self._cum_weights = list(itertools.accumulate(self._probabilities[n] for n in self._names))
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed) if rng is None else rng
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -230,13 +224,7 @@ class TemperatureSampler:
         """Draw ``k`` task names independently (e.g. for mixed-task batches)."""
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k!r}")
-        total = self._cum_weights[-1]
-        hi = len(self._names) - 1
-        rng = self._rng
-        return [
-            self._names[bisect.bisect(self._cum_weights, rng.random() * total, 0, hi)]
-            for _ in range(k)
-        ]
+        return self._rng.choices(self._names, cum_weights=self._cum_weights, k=k)
 
 
 # ------------------------------------------------------------------- optimisation
@@ -291,45 +279,6 @@ def linear_warmup_decay(
     return get_linear_schedule_with_warmup(
         optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps
     )
-
-
-@dataclass
-class TrainingConfig:
-    """Hyper-parameters of the training loop; defaults are the HyperLoader authors' recipe."""
-
-    lr: float = 3e-4
-    """Peak AdamW learning rate, reached at the end of warm-up."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay; the authors use none."""
-    warmup_steps: int = 500
-    """Optimizer steps of linear warm-up from lr 0."""
-    total_steps: int = 65536
-    """Total optimizer steps; lr decays linearly to 0 at this step."""
-    max_grad_norm: float | None = 1.0
-    """Global gradient-norm clipping threshold; ``None`` or ``<= 0`` disables clipping."""
-    label_smoothing: float = 0.1
-    """Label-smoothing epsilon of :func:`label_smoothed_nll`."""
-    loss_reduction: LossReduction = "sum"
-    """``"sum"`` over target tokens (authors) or ``"mean"`` (less batch-size dependent
-    under clipping)."""
-    temperature: float = 10.0
-    """Task-sampling temperature T, ``p_t ∝ n_t ** (1/T)``."""
-    seed: int = 42
-    """Seed of the task sampler (and anything else the caller seeds from it)."""
-
-    def __post_init__(self) -> None:
-        # Fail at config time rather than thousands of steps into training.
-        _check_epsilon(self.label_smoothing)
-        _check_reduction(self.loss_reduction)
-        if math.isnan(self.temperature) or self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
-        if self.total_steps <= 0:
-            raise ValueError(f"total_steps must be > 0, got {self.total_steps!r}")
-        if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(
-                f"warmup_steps must be in [0, total_steps={self.total_steps}], "
-                f"got {self.warmup_steps!r}"
-            )
 
 
 def optimizer_step(

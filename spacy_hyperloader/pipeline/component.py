@@ -220,8 +220,11 @@ class HyperLoaderComponent(TrainablePipe):
         labels: dict[str, Sequence[str]] | None = None,
     ) -> None:
         """Labels from ``labels`` (``spacy init labels``) or else from the gold examples, then the model."""
+        if not callable(get_examples):
+            validate_get_examples(get_examples, "HyperLoaderComponent.initialize")  # spaCy's E930
         examples = list(get_examples())  # read once: a streamed corpus gives a fresh sample per call
-        validate_get_examples(lambda: examples, "HyperLoaderComponent.initialize")
+        if examples:  # none are needed when the config or `labels` gives every task's labels
+            validate_get_examples(lambda: examples, "HyperLoaderComponent.initialize")
         if labels is not None:
             unknown = sorted(set(labels) - set(self.task_names))
             if unknown:
@@ -357,7 +360,9 @@ class HyperLoaderComponent(TrainablePipe):
 
     def _read_cfg(self, path: Path) -> None:
         """Take the saved labels; the tasks themselves must be the ones the config names."""
-        cfg = srsly.read_json(path)
+        cfg = read_json_file(path, what=f"the '{self.name}' component's settings")
+        if not isinstance(cfg.get("tasks"), dict):
+            raise ValueError(f"{str(path)!r} names no tasks: the file is damaged. Copy the pipeline folder again.")
         saved = parse_tasks(cfg["tasks"])
         if [(t.name, t.target) for t in saved] != [(t.name, t.target) for t in self._tasks]:
             raise ValueError(
@@ -397,6 +402,13 @@ class HyperLoaderComponent(TrainablePipe):
                 )
             return  # saved before initialize: no model yet
         labeler = Labeler.load(path)
+        mine = {t.name: t.labels for t in self._tasks}
+        theirs = {t.name: list(t.labels) for t in labeler.tasks}
+        if mine != theirs:
+            raise ValueError(
+                f"The labels in {str(path.parent / CFG_NAME)!r} ({mine}) differ from the ones the model in "
+                f"{str(path)!r} was trained with ({theirs}); it would still emit the latter. Restore the file or retrain."
+            )
         labeler.model.to(self._device())
         attach_labeler(self.model, labeler)
 
@@ -417,6 +429,16 @@ class HyperLoaderComponent(TrainablePipe):
                 target.write_bytes(data)
             self.from_disk(root, exclude=exclude)
         return self
+
+
+def read_json_file(path: Path, *, what: str) -> Any:
+    """A JSON file of a saved pipeline, with errors that name the file and say what to do."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} ({what}) is missing. Copy the whole pipeline folder again.")
+    try:
+        return srsly.read_json(path)
+    except ValueError as error:
+        raise ValueError(f"{str(path)!r} ({what}) is not valid JSON ({error}). Restore it from the original pipeline.") from None
 
 
 def _link_tree(source: Path, target: Path) -> None:

@@ -1,7 +1,6 @@
 """A training reader that mixes several corpora with temperature sampling (the paper's recipe)."""
 
 
-import itertools
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from spacy.tokens import Span
 from spacy.training import Corpus, Example
 from spacy.util import registry
 
-from ..model.training import task_sampling_probabilities
+from ..model.training import TemperatureSampler
 from .tasks import TASKS_USER_DATA_KEY
 
 READER_NAME = "spacy-hyperloader.MultiCorpus.v1"
@@ -50,13 +49,10 @@ def create_multi_corpus(
             return
         rng = random.Random(seed + epoch)
         epoch += 1
-        probabilities = task_sampling_probabilities({n: len(e) for n, e in corpora.items()}, temperature)
-        names = list(probabilities)
-        weights = [probabilities[n] for n in names]
         order = {n: rng.sample(range(len(e)), len(e)) for n, e in corpora.items()}
-        cursor = dict.fromkeys(names, 0)
-        for _ in range(sum(len(e) for e in corpora.values())):
-            name = rng.choices(names, weights)[0]
+        cursor = dict.fromkeys(corpora, 0)
+        sampler = _sampler(corpora, temperature, rng)
+        for name in sampler.sample_many(sum(len(e) for e in corpora.values())):
             egs = corpora[name]
             yield egs[order[name][cursor[name] % len(egs)]]
             cursor[name] += 1
@@ -116,14 +112,17 @@ def sample_stream(
 ) -> Iterator[T]:
     """Endless draws with replacement: a corpus by temperature, then ``run_length`` of its items
     uniformly."""
-    probabilities = task_sampling_probabilities({n: len(e) for n, e in corpora.items()}, temperature)
-    names = list(probabilities)
-    cumulative = list(itertools.accumulate(probabilities[n] for n in names))
+    sampler = _sampler(corpora, temperature, rng)
     while True:
-        for name in rng.choices(names, cum_weights=cumulative, k=1024):
+        for name in sampler.sample_many(1024):
             items = corpora[name]
             for _ in range(run_length):
                 yield items[rng.randrange(len(items))]
+
+
+def _sampler(corpora: dict[str, list[T]], temperature: float, rng: random.Random) -> TemperatureSampler:
+    """Corpus t drawn with probability proportional to n_t^(1/temperature), from ``rng``."""
+    return TemperatureSampler({name: len(items) for name, items in corpora.items()}, temperature, rng=rng)
 
 
 def _check_reader_args(paths: dict[str, str], temperature: float) -> None:

@@ -8,16 +8,17 @@ throughput, loss curves) and ``checkpoint/`` (what ``--resume`` continues from).
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
+from transformers import get_inverse_sqrt_schedule
 
 from .span_corruption import SpanCorruption
 from ..model.training import build_optimizer, optimizer_step
@@ -81,14 +82,16 @@ class PretrainConfig:
 
 def inverse_sqrt_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then ``lr * sqrt(warmup / step)``: no total step count, so a run can be
-    stopped by time or extended later without a schedule that already ran out."""
+    stopped by time or extended later without a schedule that already ran out.
+
+    transformers' schedule at step s is ``s / warmup`` during warm-up, so its first update would
+    run at lr 0; it starts one step in here (``last_epoch=0``), so update n (from 1) runs at
+    ``lr * min(n / warmup, sqrt(warmup / n))``.
+    """
     warmup = max(warmup_steps, 1)
-
-    def factor(step: int) -> float:
-        step += 1
-        return step / warmup if step < warmup else math.sqrt(warmup / step)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])  # what a scheduler starting at last_epoch=-1 records
+    return get_inverse_sqrt_schedule(optimizer, num_warmup_steps=warmup, timescale=warmup, last_epoch=0)
 
 
 class _StopRequest:
@@ -120,15 +123,14 @@ def _batches(examples: Iterator[tuple[list[int], list[int]]], size: int) -> Iter
 
 
 def _tensors(batch: Sequence[tuple[list[int], list[int]]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    width_in = max(len(i) for i, _ in batch)
-    width_out = max(len(t) for _, t in batch)
-    inputs = torch.full((len(batch), width_in), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width_out), -100, dtype=torch.long)
-    for row, (i, t) in enumerate(batch):
-        inputs[row, : len(i)] = torch.tensor(i)
-        labels[row, : len(t)] = torch.tensor(t)
-    inputs = inputs.to(device)
-    return {"input_ids": inputs, "attention_mask": (inputs != pad_id).long(), "labels": labels.to(device)}
+    """(input ids, target ids) pairs as the backbone's padded inputs; -100 pads the labels (no loss)."""
+
+    def padded(rows: Iterable[list[int]], value: int) -> torch.Tensor:
+        tensors = [torch.tensor(r, dtype=torch.long) for r in rows]
+        return pad_sequence(tensors, batch_first=True, padding_value=value).to(device)
+
+    inputs = padded((i for i, _ in batch), pad_id)
+    return {"input_ids": inputs, "attention_mask": (inputs != pad_id).long(), "labels": padded((t for _, t in batch), -100)}
 
 
 def _set_dropout(model: torch.nn.Module, rate: float) -> None:

@@ -1,15 +1,17 @@
 """The "SentT'" seq2seq format that HyperLoader uses for sequence labelling.
 
-A labelled sentence becomes a pair of strings with one T5 sentinel before
+A labelled sentence becomes a source and a target with one T5 sentinel before
 each word (and one after the last), so the model only has to emit a label
 after each sentinel::
 
     source: <extra_id_0> show <extra_id_1> me ... <extra_id_5> hanks <extra_id_6>
     target: <extra_id_0> O <extra_id_1> O ... <extra_id_4> Actor <extra_id_5> I <extra_id_6>
 
-BIO tags are simplified to shorten the target (``B-X`` -> ``X``, ``I-X`` ->
-``I``); POS-style tags are used as plain labels.  T5 has 100 sentinels, so a
-segment holds at most 99 words; longer sentences are cut with
+The token ids are built by :mod:`.codec`; this module holds the rules on
+strings: BIO tags are simplified to shorten the target (``B-X`` -> ``X``,
+``I-X`` -> ``I``; POS-style tags are used as plain labels), generated text is
+read back into one label per word (:func:`parse_target`), and since T5 has
+100 sentinels, a segment holds at most 99 words: longer sentences are cut with
 :func:`plan_segments` and the per-segment labels rejoined with
 :func:`join_segments`.
 
@@ -28,9 +30,6 @@ __all__ = [
     "sentinel",
     "simplify_bio",
     "expand_bio",
-    "source_text",
-    "target_text",
-    "parse_source",
     "parse_target",
     "plan_segments",
     "plan_source_segments",
@@ -133,72 +132,8 @@ def expand_bio(labels: Sequence[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# Source / target strings
+# Generated text -> labels
 # ---------------------------------------------------------------------------
-
-
-def _interleave(items: Sequence[str]) -> str:
-    if len(items) > MAX_WORDS_PER_SEGMENT:
-        raise ValueError(
-            f"a segment holds at most {MAX_WORDS_PER_SEGMENT} words (T5 has "
-            f"{_N_SENTINELS} sentinels), got {len(items)}; cut it with plan_segments"
-        )
-    parts = [sentinel(0)]
-    for i, item in enumerate(items, start=1):
-        parts.append(" ")
-        parts.append(item)
-        parts.append(" ")
-        parts.append(sentinel(i))
-    return "".join(parts)
-
-
-def source_text(words: Sequence[str]) -> str:
-    """Build the model input ``<extra_id_0> w0 <extra_id_1> ... <extra_id_n>``.
-
-    Raises ValueError for more than 99 words (there are no sentinels for them).
-    """
-    return _interleave(words)
-
-
-def target_text(labels: Sequence[str]) -> str:
-    """Build the training target ``<extra_id_0> t0 <extra_id_1> ... <extra_id_n>``.
-
-    ``labels`` are already simplified (see :func:`simplify_bio`) or plain POS
-    labels.  Raises ValueError for more than 99 labels.
-    """
-    return _interleave(labels)
-
-
-def parse_source(text: str) -> list[str]:
-    """Exact inverse of :func:`source_text`.
-
-    Words are not stripped, so empty and whitespace-only words round-trip.
-    Words must not themselves contain ``<extra_id_N>`` text.  Raises
-    ValueError if ``text`` is not in the format produced by source_text.
-    """
-    first = sentinel(0)
-    if not text.startswith(first):
-        raise ValueError(f"source text must start with {first!r}, got {text[:40]!r}")
-    words: list[str] = []
-    pos = len(first)
-    i = 1
-    while pos < len(text):
-        if text[pos] != " " or i >= _N_SENTINELS:
-            raise ValueError(
-                f"malformed source text after sentinel {i - 1} at offset {pos}: "
-                f"{text[pos:pos + 40]!r}"
-            )
-        marker = " " + sentinel(i)
-        end = text.find(marker, pos + 1)
-        if end < 0:
-            raise ValueError(
-                f"malformed source text: sentinel {sentinel(i)!r} not found after "
-                f"offset {pos}"
-            )
-        words.append(text[pos + 1 : end])
-        pos = end + len(marker)
-        i += 1
-    return words
 
 
 def parse_target(text: str, n_words: int) -> list[str]:
