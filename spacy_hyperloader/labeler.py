@@ -18,8 +18,9 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .sentt.codec import SentTCodec
-from .sentt.format import expand_bio, join_segments, parse_target, plan_source_segments, simplify_bio
+from .sentt.format import MAX_WORD_PIECES, expand_bio, join_segments, parse_target, plan_source_segments, simplify_bio
 from .model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy
+from .model.files import read_json, require, write_checksums
 from .model.hyperloader import HyperLoaderModel
 from .model.training import alignment_mass, guided_alignment_loss, label_smoothed_nll
 from .sentt.tokenizer import word_initial_pieces
@@ -191,8 +192,9 @@ class Labeler:
     def _segments(self, words: Sequence[str]) -> tuple[list[range], list[list[int]]]:
         """Segment ranges and each word's subword ids. Only the source is budgeted (pieces and
         sentinels, at most 99 words), so training and prediction cut a sentence identically;
-        the target may run past the source budget, as T5's relative positions allow."""
-        word_pieces = self.codec.piece_ids(words)
+        the target may run past the source budget, as T5's relative positions allow. A word
+        brings at most ``MAX_WORD_PIECES`` pieces, so time stays linear in a document's length."""
+        word_pieces = [pieces[:MAX_WORD_PIECES] for pieces in self.codec.piece_ids(words)]
         return self.plan(word_pieces), word_pieces
 
     def plan(self, word_pieces: Sequence[Sequence[int]]) -> list[range]:
@@ -267,6 +269,8 @@ class Labeler:
         pieces). It is scaled per target token like the main loss, so the two keep their ratio
         under ``sum``.
         """
+        if not self.model.training:
+            self.model.train()  # a training step: dropout on (predict leaves the model in eval mode)
         batch = self.training_batch(items, restrict_vocabulary=restrict_vocabulary)
         logits, encoder_attn, cross_attn = self._teacher_forced(batch, restrict_vocabulary, alignment_weight > 0)
         loss = label_smoothed_nll(logits, batch.column_labels(self._vocab if restrict_vocabulary else None),
@@ -355,15 +359,14 @@ class Labeler:
             return (0 if mixed_tasks else segments[s].task, -len(segments[s].source))
 
         order = sorted(range(len(segments)), key=key)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for batch in _batches(order, batch_size, None if mixed_tasks else (lambda s: segments[s].task)):
-                decoded = self._decode([segments[s] for s in batch], constrained)
-                for s, labels in zip(batch, decoded):
-                    targets[s] = labels
-        finally:
-            self.model.train(was_training)
+        if self.model.training:
+            # left in eval mode: threads predicting at once must not switch dropout back on for
+            # each other; training (the component's update) sets train mode itself
+            self.model.eval()
+        for batch in _batches(order, batch_size, None if mixed_tasks else (lambda s: segments[s].task)):
+            decoded = self._decode([segments[s] for s in batch], constrained)
+            for s, labels in zip(batch, decoded):
+                targets[s] = labels
         per_item: list[list[list[str]]] = [[] for _ in items]
         for seg, labels in zip(segments, targets):
             per_item[seg.item].append(self.tasks[seg.task].from_targets(labels))
@@ -402,13 +405,21 @@ class Labeler:
             "max_target_tokens": self.max_target_tokens,
         }
         (path / TASKS_NAME).write_text(json.dumps(meta, indent=2), encoding="utf8")
+        write_checksums(path)  # the tokenizer's model too; checked when the model loads
 
     @classmethod
-    def load(cls, path: str | Path) -> "Labeler":
+    def load(cls, path: str | Path, *, local_only: bool = False) -> "Labeler":
+        """What ``save`` wrote; ``local_only`` (a saved pipeline) reads nothing outside ``path``."""
         path = Path(path)
-        meta = json.loads((path / TASKS_NAME).read_text(encoding="utf8"))
-        model = HyperLoaderModel.from_pretrained(path)
-        tokenizer = word_initial_pieces(AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR), local_files_only=True))
+        meta = read_json(path / TASKS_NAME, what="the labeler's tasks and labels")
+        model = HyperLoaderModel.from_pretrained(path, local_only=local_only)
+        tokenizer_dir = require(path / TOKENIZER_DIR, what="the tokenizer")
+        if not any((tokenizer_dir / name).is_file() for name in ("tokenizer.json", "spiece.model")):
+            raise FileNotFoundError(
+                f"{str(tokenizer_dir)!r} has neither tokenizer.json nor spiece.model: the tokenizer is "
+                f"missing. Copy the whole saved folder again."
+            )
+        tokenizer = word_initial_pieces(AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True))
         return cls(
             model, tokenizer, [TaskLabels(**t) for t in meta["tasks"]],
             max_source_tokens=meta["max_source_tokens"], max_target_tokens=meta["max_target_tokens"],

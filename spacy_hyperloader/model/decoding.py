@@ -9,8 +9,11 @@ call is one decision per row: about one call per word instead of two or more.
 
 from __future__ import annotations
 
+import threading
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -213,6 +216,10 @@ class _RowPositions:
     bias is computed per row from each row's own count of real tokens, so a masked padding slot
     in one row does not shift the positions it sees. Which module computes the bias, and how, is
     the backbone family's business (``ArchitectureTable.position_bias``).
+
+    The bias method of the owner is replaced once by a dispatcher that asks the calling thread
+    for its active row positions and otherwise computes the backbone's own bias: decoders in
+    other threads, and plain backbone calls, are untouched.
     """
 
     def __init__(self, model: HyperLoaderModel, batch: int, device: torch.device) -> None:
@@ -240,11 +247,39 @@ class _RowPositions:
         return self.architecture.bias_values(self.owner, buckets).permute(0, 3, 1, 2)
 
     def __enter__(self) -> "_RowPositions":
-        setattr(self.owner, self.method, self.compute_bias)
+        bound = getattr(self.owner, self.method)
+        if getattr(bound, "__func__", None) is not _dispatch_bias:
+            # a bound method: deepcopy and pickling rebind it to the copied module
+            self.owner._hyperloader_bias_method = self.method
+            setattr(self.owner, self.method, types.MethodType(_dispatch_bias, self.owner))
+        active = _active_rows()
+        self._previous = active.get(id(self.owner))
+        active[id(self.owner)] = self
         return self
 
     def __exit__(self, *exc: object) -> None:
-        delattr(self.owner, self.method)
+        active = _active_rows()
+        if self._previous is None:
+            active.pop(id(self.owner), None)
+        else:
+            active[id(self.owner)] = self._previous
+
+
+_ROWS = threading.local()
+
+
+def _active_rows() -> dict[int, _RowPositions]:
+    """This thread's active row positions, by bias owner."""
+    if not hasattr(_ROWS, "by_owner"):
+        _ROWS.by_owner = {}
+    return _ROWS.by_owner
+
+
+def _dispatch_bias(owner: torch.nn.Module, *args: Any, **kwargs: Any) -> Tensor:
+    rows = _active_rows().get(id(owner))
+    if rows is not None:
+        return rows.compute_bias(*args, **kwargs)
+    return getattr(type(owner), owner._hyperloader_bias_method)(owner, *args, **kwargs)
 
 
 @torch.no_grad()

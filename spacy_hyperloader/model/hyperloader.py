@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from transformers import PreTrainedModel
 from .architectures import architecture_for
 from .backbone import build_backbone, load_backbone
 from .config import ADAPTER_SITES, HyperLoaderConfig
+from .files import read_json, require, verify_checksums, write_checksums
 from .generated import RowGroups, adapter, lora_delta
 from .hypernetwork import SiteWeights, StackHypernetwork
 from .position_bias import plain_state_dict, scale_position_bias
@@ -27,6 +29,12 @@ CONFIG_NAME = "hyperloader.json"
 WEIGHTS_NAME = "hyperloader.safetensors"
 BACKBONE_DIR = "backbone"
 FORMAT_VERSION = 1
+
+
+# Per-call state lives in the calling thread, never on the shared module: many threads may run
+# one model at once (a web service calling one `nlp`), each inside its own task_context.
+_THREAD = threading.local()
+_CACHE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -76,7 +84,6 @@ class HyperLoaderModel(nn.Module):
         if config.position_bias_scale != 1.0 and arch.position_bias is not None:
             scale_position_bias(backbone, arch.position_bias.embedding, config.position_bias_scale)
         self._freeze_backbone()
-        self._context: _TaskContext | None = None
         self._regenerating = False
         self._cache: dict[int, dict[str, dict[str, SiteWeights]]] = {}
         self._cache_key: tuple | None = None
@@ -114,6 +121,21 @@ class HyperLoaderModel(nn.Module):
     @property
     def task_names(self) -> list[str]:
         return list(self.config.tasks)
+
+    @property
+    def _context(self) -> _TaskContext | None:
+        """This thread's innermost task context for this model (None outside one)."""
+        return getattr(_THREAD, "contexts", {}).get(id(self))
+
+    @_context.setter
+    def _context(self, context: _TaskContext | None) -> None:
+        contexts = getattr(_THREAD, "contexts", None)
+        if contexts is None:
+            contexts = _THREAD.contexts = {}
+        if context is None:
+            contexts.pop(id(self), None)
+        else:
+            contexts[id(self)] = context
 
     @contextmanager
     def task_context(self, task_ids: Tensor | Sequence[int]) -> Iterator[None]:
@@ -174,14 +196,15 @@ class HyperLoaderModel(nn.Module):
             self._cache_stale = True  # a forward that can train: an optimizer step may follow
             return self._generate(task_ids)
         key = self._parameter_versions()
-        if self._cache_stale or key != self._cache_key:
-            self.invalidate_generated_weights()
-            self._cache_key = key
         per_task = []
-        for task in task_ids.tolist():
-            if task not in self._cache:
-                self._cache[task] = self._generate(task_ids.new_tensor([task]))
-            per_task.append(self._cache[task])
+        with _CACHE_LOCK:  # threads share the cache; generating a task's weights is brief
+            if self._cache_stale or key != self._cache_key:
+                self.invalidate_generated_weights()
+                self._cache_key = key
+            for task in task_ids.tolist():
+                if task not in self._cache:
+                    self._cache[task] = self._generate(task_ids.new_tensor([task]))
+                per_task.append(self._cache[task])
         if len(per_task) == 1:
             return per_task[0]
         return {
@@ -316,24 +339,33 @@ class HyperLoaderModel(nn.Module):
             self.backbone.save_pretrained(
                 str(path / BACKBONE_DIR), safe_serialization=True, state_dict=plain_state_dict(self.backbone)
             )
+        write_checksums(path)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, backbone_source: str | Path | None = None) -> "HyperLoaderModel":
-        """Load what ``save_pretrained`` wrote; ``backbone_source`` overrides where the backbone comes from."""
+    def from_pretrained(
+        cls, path: str | Path, *, backbone_source: str | Path | None = None, local_only: bool = False
+    ) -> "HyperLoaderModel":
+        """Load what ``save_pretrained`` wrote; ``backbone_source`` overrides where the backbone
+        comes from. With ``local_only`` (a saved pipeline) everything must be inside ``path``:
+        a missing part is an error naming it, never a look elsewhere (the hub, the current folder)."""
         path = Path(path)
         meta_path = path / CONFIG_NAME
         if not meta_path.is_file():
             raise FileNotFoundError(f"No {CONFIG_NAME} in {str(path)!r}: not a saved HyperLoader model.")
-        meta = json.loads(meta_path.read_text(encoding="utf8"))
+        meta = read_json(meta_path, what="the HyperLoader model's settings")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{meta_path} has format_version {meta.get('format_version')!r}; this version of "
                 f"spacy-hyperloader reads {FORMAT_VERSION}."
             )
+        verify_checksums(path)
         config = HyperLoaderConfig.from_dict(meta["config"])
         source = backbone_source or meta.get("backbone_source")
-        if backbone_source is None and (path / BACKBONE_DIR).is_dir():
-            backbone = load_backbone(path / BACKBONE_DIR)
+        saved = path / BACKBONE_DIR
+        if local_only or (backbone_source is None and saved.is_dir()):
+            require(saved, what="the saved backbone")
+            require(saved / "config.json", what="the saved backbone's config")
+            backbone = load_backbone(saved)
         elif source is not None:
             backbone = load_backbone(source)
         else:

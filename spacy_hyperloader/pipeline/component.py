@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from thinc.api import CupyOps, Model, Optimizer, get_current_ops
 from ..labeler import Labeler
 from ..model import HyperLoaderModel
 from ..model.backbone import load_backbone
+from ..model.files import read_json, write_checksums
 from ..sentt.tokenizer import load_tokenizer
 from .architecture import MODEL_NAME, attach_labeler, get_labeler, hyperloader_config
 from .scorer import SCORER_NAME
@@ -31,6 +33,7 @@ CFG_NAME = "cfg.json"
 MODEL_DIR = "model"
 BACKBONE_DIR = "backbone"  # inside MODEL_DIR, as HyperLoaderModel.save_pretrained writes it
 BATCHING = ("mixed", "per_task")
+_THREAD_TASKS = threading.local()  # use_tasks() overrides, per thread and component
 
 
 @Language.factory(
@@ -130,7 +133,9 @@ class HyperLoaderComponent(TrainablePipe):
 
     @property
     def active_tasks(self) -> list[str]:
-        return list(self.task_names if self._active is None else self._active)
+        override = _task_overrides().get(id(self))
+        active = override if override is not None else self._active
+        return list(self.task_names if active is None else active)
 
     @active_tasks.setter
     def active_tasks(self, names: Sequence[str] | str | None) -> None:
@@ -149,13 +154,20 @@ class HyperLoaderComponent(TrainablePipe):
 
     @contextmanager
     def use_tasks(self, *names: str) -> Iterator[None]:
-        """Run only these tasks inside the block (task switching without reloading)."""
-        previous = self._active
-        self.active_tasks = list(names)
+        """Run only these tasks inside the block, in this thread (task switching without
+        reloading; other threads calling the same pipeline keep their tasks)."""
+        for name in names:
+            self.task(name)  # raises for an unknown task, naming the known ones
+        overrides = _task_overrides()
+        previous = overrides.get(id(self))
+        overrides[id(self)] = list(dict.fromkeys(names))
         try:
             yield
         finally:
-            self._active = previous
+            if previous is None:
+                del overrides[id(self)]
+            else:
+                overrides[id(self)] = previous
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -360,7 +372,7 @@ class HyperLoaderComponent(TrainablePipe):
 
     def _read_cfg(self, path: Path) -> None:
         """Take the saved labels; the tasks themselves must be the ones the config names."""
-        cfg = read_json_file(path, what=f"the '{self.name}' component's settings")
+        cfg = read_json(path, what=f"the '{self.name}' component's tasks and labels")
         if not isinstance(cfg.get("tasks"), dict):
             raise ValueError(f"{str(path)!r} names no tasks: the file is damaged. Copy the pipeline folder again.")
         saved = parse_tasks(cfg["tasks"])
@@ -373,11 +385,11 @@ class HyperLoaderComponent(TrainablePipe):
             unknown = sorted(set(mine.labels) - set(theirs.labels))
             if unknown:
                 raise ValueError(
-                    f"Labels {unknown} of task {mine.name!r} in the config are unknown to the saved model; "
-                    f"remove them or retrain."
+                    f"Labels {unknown} of task {mine.name!r} in the pipeline's config are not in {str(path)!r}, "
+                    f"the saved model's labels; remove them from the config, restore the file, or retrain."
                 )
             mine.labels = list(theirs.labels)
-        self._saved_as_trained = bool(cfg.get("trained", False))
+        self._saved_as_trained = bool(cfg.get("trained", True))  # older pipelines: trained
 
     def _write_model(self, path: Path) -> None:
         """The frozen backbone is written once per run; later checkpoints link to that copy (its
@@ -389,6 +401,7 @@ class HyperLoaderComponent(TrainablePipe):
             labeler.save(path, save_backbone=False)
             if earlier != (path / BACKBONE_DIR).resolve():
                 _link_tree(earlier, path / BACKBONE_DIR)
+            write_checksums(path)
             return
         labeler.save(path, save_backbone=True)
         self._saved_backbone = (path / BACKBONE_DIR).resolve() if frozen else None
@@ -397,18 +410,21 @@ class HyperLoaderComponent(TrainablePipe):
         if not path.is_dir():
             if self._saved_as_trained:
                 raise FileNotFoundError(
-                    f"The '{self.name}' component was saved with a trained model, but {str(path)!r} is "
-                    f"missing. Copy the whole pipeline folder again, or retrain."
+                    f"The '{self.name}' component's {CFG_NAME} says it has a trained model, but {str(path)!r} "
+                    f"is missing. Copy the whole pipeline folder again, or retrain."
                 )
             return  # saved before initialize: no model yet
-        labeler = Labeler.load(path)
-        mine = {t.name: t.labels for t in self._tasks}
+        labeler = Labeler.load(path, local_only=True)
         theirs = {t.name: list(t.labels) for t in labeler.tasks}
-        if mine != theirs:
-            raise ValueError(
-                f"The labels in {str(path.parent / CFG_NAME)!r} ({mine}) differ from the ones the model in "
-                f"{str(path)!r} was trained with ({theirs}); it would still emit the latter. Restore the file or retrain."
-            )
+        for task in self._tasks:
+            if task.labels != theirs.get(task.name):
+                only_cfg = sorted(set(task.labels) - set(theirs.get(task.name, [])))
+                only_model = sorted(set(theirs.get(task.name, [])) - set(task.labels))
+                raise ValueError(
+                    f"Task {task.name!r}: the labels in {str(path.parent / CFG_NAME)!r} differ from the ones the "
+                    f"model in {str(path)!r} was trained with (only in {CFG_NAME}: {only_cfg}; only in the model: "
+                    f"{only_model}; or another order). The model would still emit its own. Restore the file or retrain."
+                )
         labeler.model.to(self._device())
         attach_labeler(self.model, labeler)
 
@@ -431,14 +447,11 @@ class HyperLoaderComponent(TrainablePipe):
         return self
 
 
-def read_json_file(path: Path, *, what: str) -> Any:
-    """A JSON file of a saved pipeline, with errors that name the file and say what to do."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} ({what}) is missing. Copy the whole pipeline folder again.")
-    try:
-        return srsly.read_json(path)
-    except ValueError as error:
-        raise ValueError(f"{str(path)!r} ({what}) is not valid JSON ({error}). Restore it from the original pipeline.") from None
+def _task_overrides() -> dict[int, list[str]]:
+    """This thread's ``use_tasks`` overrides, by component."""
+    if not hasattr(_THREAD_TASKS, "by_component"):
+        _THREAD_TASKS.by_component = {}
+    return _THREAD_TASKS.by_component
 
 
 def _link_tree(source: Path, target: Path) -> None:

@@ -39,6 +39,9 @@ __all__ = [
 #: T5 has sentinels ``<extra_id_0>`` .. ``<extra_id_99>``; a segment of n words
 #: needs n + 1 of them, so 99 words is the most one segment can hold.
 MAX_WORDS_PER_SEGMENT = 99
+#: A word contributes at most this many subword pieces to the source (the rest are dropped; the
+#: word keeps its label). One pathological token then costs what a normal word costs.
+MAX_WORD_PIECES = 16
 
 _N_SENTINELS = MAX_WORDS_PER_SEGMENT + 1
 _SENTINEL_RE = re.compile(r"<extra_id_(\d+)>")
