@@ -269,6 +269,8 @@ class Labeler:
         pieces). It is scaled per target token like the main loss, so the two keep their ratio
         under ``sum``.
         """
+        if self.model.quantized:
+            raise ValueError("This model was quantized to int8 for inference; train the float model instead.")
         if not self.model.training:
             self.model.train()  # a training step: dropout on (predict leaves the model in eval mode)
         batch = self.training_batch(items, restrict_vocabulary=restrict_vocabulary)

@@ -261,7 +261,7 @@ def test_load_time_config_overrides_win_over_saved_files(trained, tmp_path):
         "batch_size": 2, "active_tasks": ["tag"], "constrained": False, "batching": "per_task", "overwrite": True,
     }}}).get_pipe("hyperloader")
     assert loaded.active_tasks == ["tag"]
-    assert loaded.cfg == {"batch_size": 2, "constrained": False, "batching": "per_task", "overwrite": True}
+    assert loaded.cfg == {"batch_size": 2, "constrained": False, "batching": "per_task", "overwrite": True, "threads": None}
     assert loaded.label_data == pipe.label_data
 
 

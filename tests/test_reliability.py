@@ -206,3 +206,18 @@ def test_gold_read_from_a_corpus_still_trains_with_prefilled_predicted_docs(save
     ref.ents = [Span(ref, 0, 1, label="PER")]
     scores = nlp.evaluate([Example(nlp.make_doc("Peter went"), ref)])
     assert 0.0 <= scores["tag_acc"] <= 1.0 and "ents_f" in scores
+
+
+def test_int8_quantization_loads_runs_and_keeps_every_token(saved):
+    nlp = spacy.load(saved, config={"components": {"hyperloader": {"model": {"quantize": "int8"}}}})
+    model = nlp.get_pipe("hyperloader").labeler.model
+    assert model.quantized
+    q = model.architecture.site_module(model.architecture.blocks_of(model.backbone, "encoder")[0], "self_q", "encoder")
+    assert "quantized" in type(q).__module__ and q._forward_hooks  # the LoRA hook moved with the layer
+    fp32 = [annotations(d) for d in spacy.load(saved).pipe(TEXTS)]
+    int8 = [annotations(d) for d in nlp.pipe(TEXTS)]
+    assert [len(t[1]) for t in int8] == [len(t[1]) for t in fp32] and all(all(t[1]) for t in int8)
+    with pytest.raises(ValueError, match="quantized to int8"):
+        nlp.get_pipe("hyperloader").update([Example(nlp.make_doc("Peter went"), Doc(nlp.vocab, words=["Peter", "went"], tags=["NNP", "VBD"]))])
+    with pytest.raises(ValueError, match="quantize must be null or 'int8'"):
+        spacy.load(saved, config={"components": {"hyperloader": {"model": {"quantize": "int4"}}}})

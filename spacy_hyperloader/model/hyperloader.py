@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class HyperLoaderModel(nn.Module):
             scale_position_bias(backbone, arch.position_bias.embedding, config.position_bias_scale)
         self._freeze_backbone()
         self._regenerating = False
+        self.quantized = False
         self._cache: dict[int, dict[str, dict[str, SiteWeights]]] = {}
         self._cache_key: tuple | None = None
         self._cache_stale = False
@@ -299,6 +301,24 @@ class HyperLoaderModel(nn.Module):
         return (logits, encoder.attentions, out.cross_attentions) if attentions else logits
 
     # ----------------------------------------------------------------- parameters
+    def quantize_int8(self) -> None:
+        """Dynamic int8 quantization of the backbone's block linear layers, for CPU inference.
+
+        The generated modules stay in float (their hooks move to the quantized layers with
+        them), and so do the embeddings and the output layer, which decoding reads by row.
+        A quantized model cannot train: ``loss`` refuses it."""
+        with warnings.catch_warnings():
+            # torch.ao.quantization is deprecated in favour of torchao, which is not a dependency
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+            from torch.ao.quantization import quantize_dynamic
+
+            for stack in ("encoder", "decoder"):
+                for block in self.architecture.blocks_of(self.backbone, stack):
+                    quantize_dynamic(block, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        self.quantized = True
+        self.invalidate_generated_weights()
+
     def set_dropout(self, rate: float) -> None:
         """Set every dropout rate of the model (spaCy's ``drop``: the authors train with 0.1)."""
         if not 0.0 <= rate < 1.0:

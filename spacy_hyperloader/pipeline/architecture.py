@@ -44,6 +44,7 @@ def build_hyperloader_model(
     alignment_weight: float = 0.0,
     alignment_heads: int = 1,
     position_bias_scale: float = HyperLoaderConfig.position_bias_scale,
+    quantize: str | None = None,
 ) -> Model:
     """Settings of a HyperLoader model; see the README's config reference for each."""
     settings = dict(locals())  # exactly the arguments: nothing is bound before this line
@@ -56,6 +57,8 @@ def build_hyperloader_model(
         raise ValueError(f"alignment_heads must be at least 1, got {alignment_heads!r}.")
     if loss_reduction not in ("sum", "mean"):
         raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {loss_reduction!r}.")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be null or 'int8' (dynamic int8 for CPU inference), got {quantize!r}.")
     if not 0 <= label_smoothing < 1:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
     return Model("hyperloader", _forward, attrs={"settings": settings, "labeler": None})

@@ -48,6 +48,7 @@ _THREAD_TASKS = threading.local()  # use_tasks() overrides, per thread and compo
         "constrained": True,
         "batching": "mixed",
         "overwrite": False,
+        "threads": None,
         "scorer": {"@scorers": SCORER_NAME},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "tag_acc": 1.0, "pos_acc": 0.0},
@@ -62,11 +63,12 @@ def make_hyperloader(
     constrained: bool,
     batching: str,
     overwrite: bool,
+    threads: int | None,
     scorer: Callable[..., dict[str, Any]] | None,
 ) -> "HyperLoaderComponent":
     return HyperLoaderComponent(
         nlp.vocab, model, name, tasks=tasks, active_tasks=active_tasks, batch_size=batch_size,
-        constrained=constrained, batching=batching, overwrite=overwrite, scorer=scorer,
+        constrained=constrained, batching=batching, overwrite=overwrite, threads=threads, scorer=scorer,
     )
 
 
@@ -90,6 +92,7 @@ class HyperLoaderComponent(TrainablePipe):
         constrained: bool = True,
         batching: str = "mixed",
         overwrite: bool = False,
+        threads: int | None = None,
         scorer: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
         self.vocab = vocab
@@ -105,8 +108,11 @@ class HyperLoaderComponent(TrainablePipe):
         for setting, value in (("constrained", constrained), ("overwrite", overwrite)):
             if not isinstance(value, bool):
                 raise ValueError(f"hyperloader {setting} must be true or false, got {value!r}.")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"hyperloader threads must be null (torch's default) or at least 1, got {threads!r}.")
         self.cfg: dict[str, Any] = {
             "batch_size": batch_size, "constrained": constrained, "batching": batching, "overwrite": overwrite,
+            "threads": threads,
         }
         self._tasks = parse_tasks(tasks)
         self._active: list[str] | None = None
@@ -253,15 +259,17 @@ class HyperLoaderComponent(TrainablePipe):
         attach_labeler(self.model, self._build_labeler())
 
     # ------------------------------------------------------------------ prediction
-    def _single_thread_if_forked(self) -> None:
+    def _set_threads(self) -> None:
         # GNU OpenMP's thread pool does not survive fork(): a forked worker (nlp.pipe(n_process=2))
         # would hang in its first parallel op. One intra-op thread per worker avoids the pool.
         if os.getpid() != self._pid:
             torch.set_num_threads(1)
             self._pid = os.getpid()
+        elif self.cfg["threads"] is not None and torch.get_num_threads() != self.cfg["threads"]:
+            torch.set_num_threads(self.cfg["threads"])  # asked for in the config: process-wide
 
     def predict(self, docs: Iterable[Doc]) -> list[dict[str, list[str]]]:
-        self._single_thread_if_forked()
+        self._set_threads()
         docs = list(docs)
         active = self.active_tasks
         items, owners = [], []
@@ -426,6 +434,8 @@ class HyperLoaderComponent(TrainablePipe):
                     f"{only_model}; or another order). The model would still emit its own. Restore the file or retrain."
                 )
         labeler.model.to(self._device())
+        if self.model.attrs["settings"]["quantize"] == "int8" and self._device().type == "cpu":
+            labeler.model.quantize_int8()  # a loaded pipeline serves; training uses the float model
         attach_labeler(self.model, labeler)
 
     def to_bytes(self, *, exclude: Iterable[str] = SimpleFrozenList()) -> bytes:
