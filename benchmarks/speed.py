@@ -95,7 +95,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -334,6 +334,36 @@ def annotated(pipe: Any, names: Sequence[str], docs: Sequence[Doc]) -> dict[str,
     return counts
 
 
+@contextmanager
+def decoding(pipe: Any, mode: str) -> Iterator[None]:
+    """The component with its ``decoding`` setting switched for the block."""
+    previous = pipe.cfg["decoding"]
+    pipe.cfg["decoding"] = mode
+    try:
+        yield
+    finally:
+        pipe.cfg["decoding"] = previous
+
+
+def doc_annotations(doc: Doc) -> tuple:
+    return (
+        [(e.start, e.end, e.label_) for e in doc.ents], [t.tag_ for t in doc], [t.pos_ for t in doc],
+        sorted((k, [(s.start, s.end, s.label_) for s in v]) for k, v in doc.spans.items()),
+    )
+
+
+def limit_seconds(pipe: Any, names: Sequence[str], docs: Sequence[Doc], repeats: int) -> float:
+    """The physical limit: one encoder pass plus one teacher-forced decoder pass over the final
+    predicted targets of every doc and task, in the decoder's batches (fastest of ``repeats``)."""
+    items = [(name, [t.text for t in doc], pipe.task(name).gold_tags(doc)) for doc in docs if len(doc) for name in names]
+    best = float("inf")
+    for _ in range(max(1, repeats) + 1):  # the first pass warms up
+        start = time.perf_counter()
+        pipe.labeler.forced_pass(items, batch_size=pipe.cfg["batch_size"])
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 class Measure:
     """Fastest timed pass and largest peak-RSS increase over the timed passes of one configuration."""
 
@@ -545,9 +575,10 @@ def pipe_speed(nlp: Language, sentences: Sequence[Sequence[str]], args: argparse
         report["caveats"].insert(0, RANDOM_CAVEAT.format(cap=cap))
 
     for names in task_sets:
-        fast, naive, stats = Measure(), Measure(), NaiveStats()
+        fast, sequential, naive, stats = Measure(), Measure(), Measure(), NaiveStats()
         modes: list[tuple[Measure, Callable[[], Any]]] = [
-            (fast, nullcontext), (naive, partial(naive_component, pipe, stats)),
+            (fast, partial(decoding, pipe, "draft")), (sequential, partial(decoding, pipe, "sequential")),
+            (naive, partial(naive_component, pipe, stats)),
         ]
         with pipe.use_tasks(*names):
             for measure, mode in modes:  # warm-ups first: first-touch costs stay out of every figure
@@ -558,14 +589,26 @@ def pipe_speed(nlp: Language, sentences: Sequence[Sequence[str]], args: argparse
                 for measure, mode in modes:
                     with mode():
                         measure.run(nlp, sentences, args.batch_size, timed=True)
+            limit = limit_seconds(pipe, names, fast.docs, args.repeats)
+        identical = [doc_annotations(d) for d in fast.docs] == [doc_annotations(d) for d in sequential.docs]
         row = {
             "tasks": names,
+            "words_per_second": round(n_words / fast.seconds, 1),
+            "limit_words_per_second": round(n_words / limit, 1),
+            "sequential_words_per_second": round(n_words / sequential.seconds, 1),
+            "naive_words_per_second": round(n_words / naive.seconds, 1),
+            "identical": identical,
+            "share_of_limit": round(limit / fast.seconds, 3),
+            "sequential": {**sequential.figures(n_words), "memory_method": sequential.memory_method},
             "fast": {**fast.figures(n_words), "annotated_docs": annotated(pipe, names, fast.docs),
                      "memory_method": fast.memory_method},
             "naive": {**naive.figures(n_words), "annotated_docs": annotated(pipe, names, naive.docs),
                       "memory_method": naive.memory_method, **stats.as_dict()},
             "speedup": round(naive.seconds / fast.seconds, 2),
         }
+        print(f"done: {','.join(names)}: limit {row['limit_words_per_second']} words/s, draft "
+              f"{row['words_per_second']} ({row['share_of_limit']} of the limit), sequential "
+              f"{row['sequential_words_per_second']}, identical {identical}", file=sys.stderr, flush=True)
         print(f"done: {','.join(names)}: fast {row['fast']['words_per_s']} words/s, naive "
               f"{row['naive']['words_per_s']} words/s, fast/naive {row['speedup']}x", file=sys.stderr, flush=True)
         report["task_sets"].append(row)

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .sentt.codec import SentTCodec
 from .sentt.format import MAX_WORD_PIECES, expand_bio, join_segments, parse_target, plan_source_segments, simplify_bio
-from .model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy
+from .model.decoding import LabelTrie, constrained_greedy, draft_verify_greedy, unconstrained_greedy
 from .model.files import read_json, require, write_checksums
 from .model.hyperloader import HyperLoaderModel
 from .model.training import alignment_mass, guided_alignment_loss, label_smoothed_nll
@@ -296,6 +296,18 @@ class Labeler:
         return out if attentions else (out, None, None)
 
     @torch.no_grad()
+    def forced_pass(self, items: Sequence[tuple[str, Sequence[str], Sequence[str]]], *, batch_size: int = 64) -> None:
+        """One encoder pass plus one teacher-forced decoder pass over the SentT' targets of
+        (task, words, tags), longest first in batches of ``batch_size``, as ``predict`` batches:
+        the least any exact decoder of this model must spend to produce those labels (the speed
+        benchmark's ``limit``)."""
+        if self.model.training:
+            self.model.eval()
+        order = sorted(range(len(items)), key=lambda i: -len(items[i][1]))
+        for chunk in _batches(order, batch_size, None):
+            self._teacher_forced(self.training_batch([items[i] for i in chunk]), False, False)
+
+    @torch.no_grad()
     def diagnose(self, items: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> dict[str, float]:
         """Teacher-forced label accuracy (every piece of a word's label right, given the gold
         prefix), the first piece's accuracy and the alignment mass, without dropout. High
@@ -341,6 +353,7 @@ class Labeler:
         batch_size: int = 64,
         constrained: bool = True,
         mixed_tasks: bool = True,
+        draft: bool = True,
     ) -> list[list[str]]:
         """Tags for each (task, words) item, in order: BIO tags for span tasks, plain tags otherwise.
 
@@ -374,13 +387,14 @@ class Labeler:
             per_item[seg.item].append(self.tasks[seg.task].from_targets(labels))
         return [join_segments(parts) for parts in per_item]
 
-    def _decode(self, chunk: list[_Segment], constrained: bool) -> list[list[str]]:
+    def _decode(self, chunk: list[_Segment], constrained: bool, draft: bool = True) -> list[list[str]]:
         input_ids = self._pad([s.source for s in chunk], self.codec.pad_id)
         mask = (input_ids != self.codec.pad_id).long()
         task_ids = torch.tensor([s.task for s in chunk], device=self.device)
         n_words = torch.tensor([len(s.words) for s in chunk], device=self.device)
         if constrained:
-            indices = constrained_greedy(
+            decoder = draft_verify_greedy if draft else constrained_greedy
+            indices = decoder(
                 self.model, self._trie, task_ids=task_ids, input_ids=input_ids, attention_mask=mask,
                 n_words=n_words, sentinel_ids=self.codec.sentinel_ids, pad_id=self.codec.pad_id,
                 decoder_start_id=self.model.backbone.config.decoder_start_token_id,

@@ -52,6 +52,9 @@ def test_speed_benchmark_runs_fast_naive_and_sm(tmp_path):
         assert row["naive"]["rows"] == limit * len(row["tasks"])
         assert 0 < row["naive"]["mean_new_tokens_per_row"] <= 40
         assert row["speedup"] > 0
+        for key in ("words_per_second", "limit_words_per_second", "sequential_words_per_second", "naive_words_per_second"):
+            assert row[key] > 0
+        assert row["identical"] is True  # draft-and-verify gives the sequential decoder's labels
     sm = report["en_core_web_sm"]
     assert sm.get("skipped") == "en_core_web_sm not installed, skipped" or (
         sm["words_per_s"] > 0 and sm["annotated_docs"] == limit

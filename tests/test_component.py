@@ -261,7 +261,7 @@ def test_load_time_config_overrides_win_over_saved_files(trained, tmp_path):
         "batch_size": 2, "active_tasks": ["tag"], "constrained": False, "batching": "per_task", "overwrite": True,
     }}}).get_pipe("hyperloader")
     assert loaded.active_tasks == ["tag"]
-    assert loaded.cfg == {"batch_size": 2, "constrained": False, "batching": "per_task", "overwrite": True, "threads": None}
+    assert loaded.cfg == {"batch_size": 2, "constrained": False, "decoding": "draft", "batching": "per_task", "overwrite": True, "threads": None}
     assert loaded.label_data == pipe.label_data
 
 
@@ -345,3 +345,17 @@ def test_a_missing_model_folder_is_an_error_naming_it(trained, tmp_path):
     shutil.rmtree(tmp_path / "p" / "hyperloader" / "model")
     with pytest.raises(FileNotFoundError, match=r"hyperloader/model' is missing"):
         spacy.load(tmp_path / "p")
+
+
+def test_draft_decoding_equals_sequential_decoding(trained, backbone_dir):
+    nlp, *_ = trained
+    pipe = nlp.get_pipe("hyperloader")
+    texts = [" ".join(w) for w, *_ in TRAIN] + ["Peter went to the lazy EU call in Brussels", "dog"]
+    draft = [annotations(d) for d in nlp.pipe(texts)]
+    pipe.cfg["decoding"] = "sequential"
+    try:
+        assert [annotations(d) for d in nlp.pipe(texts)] == draft
+    finally:
+        pipe.cfg["decoding"] = "draft"
+    with pytest.raises(ValueError, match="decoding must be one of 'draft', 'sequential'"):
+        spacy.blank("en").add_pipe("hyperloader", config={"tasks": TASKS, "decoding": "jacobi"})

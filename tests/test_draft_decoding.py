@@ -168,3 +168,34 @@ def test_draft_and_verify_is_the_same_when_weights_are_regenerated_every_forward
         regenerated = draft_verify_greedy(model, trie, **args)
     assert torch.equal(regenerated, cached)
     assert torch.equal(cached, constrained_greedy(model, trie, **args))
+
+
+def test_draft_and_verify_equals_sequential_on_a_trained_labeler(tokenizer, monkeypatch):
+    """A (partly) trained tiny labeler with its real label tries: every decoding call agrees."""
+    import spacy_hyperloader.labeler as labeler_module
+    from spacy_hyperloader.model.training import build_optimizer, optimizer_step
+
+    from .tiny import NER_DATA, POS_DATA, make_labeler
+
+    labeler = make_labeler(tokenizer, adapter_bottleneck=16)
+    items = [("ner", w, t) for w, t in NER_DATA] + [("pos", w, t) for w, t in POS_DATA]
+    params = labeler.model.trainable_parameters()
+    optimizer = build_optimizer(params, lr=3e-4)
+    for _ in range(60):
+        labeler.model.train()
+        optimizer_step(labeler.loss(items), params, optimizer)
+    labeler.model.eval()
+    calls, sequential, drafted = [], DecodingStats(), DecodingStats()
+
+    def checked(model, trie, **kwargs):
+        expected = constrained_greedy(model, trie, **kwargs, stats=sequential)
+        got = draft_verify_greedy(model, trie, **kwargs, stats=drafted)
+        calls.append(torch.equal(got, expected))
+        return got
+
+    for name in ("constrained_greedy", "draft_verify_greedy"):  # whichever the labeler calls
+        monkeypatch.setattr(labeler_module, name, checked, raising=False)
+    texts = [(t, w) for t, w, _ in items] + [("pos", ["the", "quick", "brown", "fox"] * 6), ("ner", ["EU"])]
+    labeler.predict(texts)
+    assert calls and all(calls)
+    assert drafted.passes < sequential.passes

@@ -33,6 +33,7 @@ CFG_NAME = "cfg.json"
 MODEL_DIR = "model"
 BACKBONE_DIR = "backbone"  # inside MODEL_DIR, as HyperLoaderModel.save_pretrained writes it
 BATCHING = ("mixed", "per_task")
+DECODING = ("draft", "sequential")
 _THREAD_TASKS = threading.local()  # use_tasks() overrides, per thread and component
 
 
@@ -46,6 +47,7 @@ _THREAD_TASKS = threading.local()  # use_tasks() overrides, per thread and compo
         "active_tasks": None,
         "batch_size": 64,
         "constrained": True,
+        "decoding": "draft",
         "batching": "mixed",
         "overwrite": False,
         "threads": None,
@@ -61,6 +63,7 @@ def make_hyperloader(
     active_tasks: list[str] | None,
     batch_size: int,
     constrained: bool,
+    decoding: str,
     batching: str,
     overwrite: bool,
     threads: int | None,
@@ -68,7 +71,8 @@ def make_hyperloader(
 ) -> "HyperLoaderComponent":
     return HyperLoaderComponent(
         nlp.vocab, model, name, tasks=tasks, active_tasks=active_tasks, batch_size=batch_size,
-        constrained=constrained, batching=batching, overwrite=overwrite, threads=threads, scorer=scorer,
+        constrained=constrained, decoding=decoding, batching=batching, overwrite=overwrite, threads=threads,
+        scorer=scorer,
     )
 
 
@@ -90,6 +94,7 @@ class HyperLoaderComponent(TrainablePipe):
         active_tasks: Sequence[str] | None = None,
         batch_size: int = 64,
         constrained: bool = True,
+        decoding: str = "draft",
         batching: str = "mixed",
         overwrite: bool = False,
         threads: int | None = None,
@@ -105,14 +110,20 @@ class HyperLoaderComponent(TrainablePipe):
                 f"hyperloader batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}: "
                 f"'mixed' puts segments of all tasks in one batch, 'per_task' one task per batch (the authors)."
             )
+        if decoding not in DECODING:
+            raise ValueError(
+                f"hyperloader decoding must be one of {', '.join(map(repr, DECODING))}, got {decoding!r}: "
+                f"'draft' guesses a segment's labels and verifies them in parallel, 'sequential' decodes "
+                f"word by word (the same labels, slower)."
+            )
         for setting, value in (("constrained", constrained), ("overwrite", overwrite)):
             if not isinstance(value, bool):
                 raise ValueError(f"hyperloader {setting} must be true or false, got {value!r}.")
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ValueError(f"hyperloader threads must be null (torch's default) or at least 1, got {threads!r}.")
         self.cfg: dict[str, Any] = {
-            "batch_size": batch_size, "constrained": constrained, "batching": batching, "overwrite": overwrite,
-            "threads": threads,
+            "batch_size": batch_size, "constrained": constrained, "decoding": decoding, "batching": batching,
+            "overwrite": overwrite, "threads": threads,
         }
         self._tasks = parse_tasks(tasks)
         self._active: list[str] | None = None
@@ -285,7 +296,7 @@ class HyperLoaderComponent(TrainablePipe):
             return preds
         tags = self.labeler.predict(
             items, batch_size=self.cfg["batch_size"], constrained=self.cfg["constrained"],
-            mixed_tasks=self.cfg["batching"] == "mixed",
+            mixed_tasks=self.cfg["batching"] == "mixed", draft=self.cfg["decoding"] == "draft",
         )
         for (i, name), doc_tags in zip(owners, tags):
             preds[i][name] = doc_tags
