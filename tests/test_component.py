@@ -16,9 +16,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from spacy_hyperloader.annotation.ptb_to_ud import ptb_to_ud
-from spacy_hyperloader.model.backbone import build_backbone
 
-from .tiny import TOY_TEXT, tiny_t5_config
 
 TASKS = {
     "ner": {"target": "ents"},
@@ -33,15 +31,6 @@ TRAIN = [
      [(0, 1, "NP"), (1, 2, "VP"), (2, 4, "NP")]),
     ("the lazy dog".split(), ["DT", "JJ", "NN"], [], [(0, 3, "NP")]),
 ]
-
-
-@pytest.fixture(scope="module")
-def backbone_dir(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("backbone")
-    torch.manual_seed(0)
-    build_backbone(tiny_t5_config(len(tokenizer))).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def make_nlp(backbone_dir, **model):

@@ -15,11 +15,8 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from spacy_hyperloader.annotation.ptb_to_ud import ptb_to_ud
-from spacy_hyperloader.model.backbone import build_backbone
 from spacy_hyperloader.pipeline.component import HyperLoaderComponent
 from spacy_hyperloader.sentt.format import MAX_WORD_PIECES
-
-from .tiny import tiny_t5_config
 
 TASKS = {
     "ner": {"target": "ents", "labels": ["PER", "ORG", "LOC"]},
@@ -40,14 +37,10 @@ def annotations(doc):
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory, tokenizer):
+def saved(tmp_path_factory, backbone_dir):
     """An initialized (random, randomised) pipeline on disk; no training is needed to be hostile."""
-    backbone = tmp_path_factory.mktemp("backbone")
-    torch.manual_seed(0)
-    build_backbone(tiny_t5_config(len(tokenizer))).save_pretrained(backbone)
-    tokenizer.save_pretrained(backbone)
     nlp = spacy.blank("en")
-    nlp.add_pipe("hyperloader", config={"tasks": TASKS, "model": {"backbone": str(backbone), "adapter_bottleneck": 8}})
+    nlp.add_pipe("hyperloader", config={"tasks": TASKS, "model": {"backbone": backbone_dir, "adapter_bottleneck": 8}})
     nlp.initialize()
     with torch.no_grad():  # move the generated modules off their identity start
         for p in nlp.get_pipe("hyperloader").labeler.model.trainable_parameters():

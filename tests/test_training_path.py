@@ -18,7 +18,6 @@ from spacy_hyperloader.pipeline.readers import sample_stream
 from spacy_hyperloader.sentt.tokenizer import load_tokenizer, train_sentencepiece
 
 from .test_component import gold_examples, make_nlp
-from .test_component import backbone_dir  # noqa: F401  (module fixture reused here)
 from .tiny import NER_DATA, POS_DATA, make_labeler, make_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -161,7 +160,7 @@ def test_stream_reader_is_endless_and_the_finite_mode_reads_everything_once(tmp_
 
 
 # --------------------------------------------------------------------------- the update
-def test_update_clips_the_global_norm_and_honours_drop(backbone_dir):  # noqa: F811
+def test_update_clips_the_global_norm_and_honours_drop(backbone_dir):
     nlp = make_nlp(backbone_dir, max_grad_norm=0.5)
     examples = gold_examples(nlp)
     nlp.initialize(lambda: examples)
@@ -189,7 +188,7 @@ def test_update_clips_the_global_norm_and_honours_drop(backbone_dir):  # noqa: F
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
 
 
-def test_component_decoding_settings_reach_the_labeler(backbone_dir):  # noqa: F811
+def test_component_decoding_settings_reach_the_labeler(backbone_dir):
     nlp = spacy.blank("en")
     nlp.add_pipe("hyperloader", config={
         "tasks": {"ner": {"target": "ents"}, "tag": {"target": "tag"}},
@@ -292,7 +291,7 @@ def test_runs_of_one_corpus_make_single_task_batches():
     assert {x < 100 for batch in batches for x in batch} == {True, False}
 
 
-def test_the_recipe_with_alignment_aids_still_overfits_and_round_trips(backbone_dir, tmp_path):  # noqa: F811
+def test_the_recipe_with_alignment_aids_still_overfits_and_round_trips(backbone_dir, tmp_path):
     from .test_component import TRAIN, annotations, expected
 
     nlp = make_nlp(backbone_dir, train_backbone=True, alignment_weight=1.0, position_bias_scale=10.0)
