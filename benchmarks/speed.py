@@ -113,7 +113,7 @@ from benchmarks._common import DEFAULT_DATA, T5_VOCAB, PeakRSS, read_sentences  
 import spacy_hyperloader.pipeline.component  # noqa: E402,F401  (registers the factory)
 from spacy_hyperloader.corpora import CHUNKS_KEY, ConversionStats, Sentence  # noqa: E402
 from spacy_hyperloader.corpora.base import build_doc  # noqa: E402
-from spacy_hyperloader.model.decoding import LabelTrie, constrained_greedy, unconstrained_greedy  # noqa: E402
+from spacy_hyperloader.model.decoding import DecodingStats, LabelTrie, constrained_greedy, unconstrained_greedy  # noqa: E402
 from spacy_hyperloader.sentt.format import MAX_WORDS_PER_SEGMENT, parse_target, sentinel  # noqa: E402
 
 DEFAULT_TEXT = DEFAULT_DATA / "conll2003" / "test.txt"
@@ -350,6 +350,20 @@ def doc_annotations(doc: Doc) -> tuple:
         [(e.start, e.end, e.label_) for e in doc.ents], [t.tag_ for t in doc], [t.pos_ for t in doc],
         sorted((k, [(s.start, s.end, s.label_) for s in v]) for k, v in doc.spans.items()),
     )
+
+
+def passes_per_segment(pipe: Any, names: Sequence[str], docs: Sequence[Doc]) -> dict[str, dict[str, float]]:
+    """Average decoder passes per segment of each task, draft-and-verify against sequential (untimed)."""
+    out = {}
+    for name in names:
+        items = [(name, [t.text for t in doc]) for doc in docs if len(doc)]
+        row = {}
+        for mode, draft in (("draft", True), ("sequential", False)):
+            stats = DecodingStats()
+            pipe.labeler.predict(items, batch_size=pipe.cfg["batch_size"], draft=draft, stats=stats)
+            row[mode] = round(stats.passes_per_segment, 2)
+        out[name] = row
+    return out
 
 
 def limit_seconds(pipe: Any, names: Sequence[str], docs: Sequence[Doc], repeats: int) -> float:
@@ -599,6 +613,7 @@ def pipe_speed(nlp: Language, sentences: Sequence[Sequence[str]], args: argparse
             "naive_words_per_second": round(n_words / naive.seconds, 1),
             "identical": identical,
             "share_of_limit": round(limit / fast.seconds, 3),
+            "decoder_passes_per_segment": passes_per_segment(pipe, names, fast.docs),
             "sequential": {**sequential.figures(n_words), "memory_method": sequential.memory_method},
             "fast": {**fast.figures(n_words), "annotated_docs": annotated(pipe, names, fast.docs),
                      "memory_method": fast.memory_method},
@@ -608,7 +623,8 @@ def pipe_speed(nlp: Language, sentences: Sequence[Sequence[str]], args: argparse
         }
         print(f"done: {','.join(names)}: limit {row['limit_words_per_second']} words/s, draft "
               f"{row['words_per_second']} ({row['share_of_limit']} of the limit), sequential "
-              f"{row['sequential_words_per_second']}, identical {identical}", file=sys.stderr, flush=True)
+              f"{row['sequential_words_per_second']}, identical {identical}, decoder passes per segment "
+              f"{row['decoder_passes_per_segment']}", file=sys.stderr, flush=True)
         print(f"done: {','.join(names)}: fast {row['fast']['words_per_s']} words/s, naive "
               f"{row['naive']['words_per_s']} words/s, fast/naive {row['speedup']}x", file=sys.stderr, flush=True)
         report["task_sets"].append(row)

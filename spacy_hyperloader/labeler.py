@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .sentt.codec import SentTCodec
 from .sentt.format import MAX_WORD_PIECES, expand_bio, join_segments, parse_target, plan_source_segments, simplify_bio
-from .model.decoding import LabelTrie, constrained_greedy, draft_verify_greedy, unconstrained_greedy
+from .model.decoding import DecodingStats, LabelTrie, constrained_greedy, draft_verify_greedy, unconstrained_greedy
 from .model.files import read_json, require, write_checksums
 from .model.hyperloader import HyperLoaderModel
 from .model.training import alignment_mass, guided_alignment_loss, label_smoothed_nll
@@ -354,11 +354,14 @@ class Labeler:
         constrained: bool = True,
         mixed_tasks: bool = True,
         draft: bool = True,
+        stats: DecodingStats | None = None,
     ) -> list[list[str]]:
         """Tags for each (task, words) item, in order: BIO tags for span tasks, plain tags otherwise.
 
         ``constrained=False`` is the authors' unconstrained greedy decoding; ``mixed_tasks=False``
-        batches one task at a time, as the authors do (the results are the same, only slower)."""
+        batches one task at a time, as the authors do (the results are the same, only slower).
+        ``draft`` picks draft-and-verify over word-by-word constrained decoding (same labels);
+        ``stats`` collects the constrained decoder's passes."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         segments: list[_Segment] = []
@@ -379,7 +382,7 @@ class Labeler:
             # each other; training (the component's update) sets train mode itself
             self.model.eval()
         for batch in _batches(order, batch_size, None if mixed_tasks else (lambda s: segments[s].task)):
-            decoded = self._decode([segments[s] for s in batch], constrained)
+            decoded = self._decode([segments[s] for s in batch], constrained, draft, stats)
             for s, labels in zip(batch, decoded):
                 targets[s] = labels
         per_item: list[list[list[str]]] = [[] for _ in items]
@@ -387,7 +390,9 @@ class Labeler:
             per_item[seg.item].append(self.tasks[seg.task].from_targets(labels))
         return [join_segments(parts) for parts in per_item]
 
-    def _decode(self, chunk: list[_Segment], constrained: bool, draft: bool = True) -> list[list[str]]:
+    def _decode(
+        self, chunk: list[_Segment], constrained: bool, draft: bool = True, stats: DecodingStats | None = None
+    ) -> list[list[str]]:
         input_ids = self._pad([s.source for s in chunk], self.codec.pad_id)
         mask = (input_ids != self.codec.pad_id).long()
         task_ids = torch.tensor([s.task for s in chunk], device=self.device)
@@ -397,7 +402,7 @@ class Labeler:
             indices = decoder(
                 self.model, self._trie, task_ids=task_ids, input_ids=input_ids, attention_mask=mask,
                 n_words=n_words, sentinel_ids=self.codec.sentinel_ids, pad_id=self.codec.pad_id,
-                decoder_start_id=self.model.backbone.config.decoder_start_token_id,
+                decoder_start_id=self.model.backbone.config.decoder_start_token_id, stats=stats,
             ).tolist()
             return [
                 [self.tasks[s.task].targets[j] for j in row[: len(s.words)]] for s, row in zip(chunk, indices)

@@ -55,6 +55,8 @@ def test_speed_benchmark_runs_fast_naive_and_sm(tmp_path):
         for key in ("words_per_second", "limit_words_per_second", "sequential_words_per_second", "naive_words_per_second"):
             assert row[key] > 0
         assert row["identical"] is True  # draft-and-verify gives the sequential decoder's labels
+        assert set(row["decoder_passes_per_segment"]) == set(row["tasks"])
+        assert all(p["draft"] > 0 and p["sequential"] > 0 for p in row["decoder_passes_per_segment"].values())
     sm = report["en_core_web_sm"]
     assert sm.get("skipped") == "en_core_web_sm not installed, skipped" or (
         sm["words_per_s"] > 0 and sm["annotated_docs"] == limit

@@ -340,6 +340,7 @@ def test_draft_decoding_equals_sequential_decoding(trained, backbone_dir):
     nlp, *_ = trained
     pipe = nlp.get_pipe("hyperloader")
     texts = [" ".join(w) for w, *_ in TRAIN] + ["Peter went to the lazy EU call in Brussels", "dog"]
+    assert pipe.cfg["decoding"] == "draft"
     draft = [annotations(d) for d in nlp.pipe(texts)]
     pipe.cfg["decoding"] = "sequential"
     try:
