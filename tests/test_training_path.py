@@ -66,7 +66,7 @@ def _plans(labeler: Labeler, task: str, sentences, tags):
     """(prediction segments, training segments) as source id rows."""
     recorded = []
 
-    def record(chunk, constrained):
+    def record(chunk, *settings):
         recorded.extend(s for s in chunk)
         return [["O"] * len(s.words) for s in chunk]
 
@@ -193,20 +193,24 @@ def test_component_decoding_settings_reach_the_labeler(backbone_dir):
     nlp.add_pipe("hyperloader", config={
         "tasks": {"ner": {"target": "ents"}, "tag": {"target": "tag"}},
         "model": {"backbone": backbone_dir, "adapter_bottleneck": 16},
-        "constrained": False, "batching": "per_task",
+        "constrained": False, "batching": "per_task", "decoding": "sequential",
     })
     nlp.initialize(lambda: gold_examples(nlp))
     pipe = nlp.get_pipe("hyperloader")
     calls = []
     original = pipe.labeler._decode
 
-    def spy(chunk, constrained):
-        calls.append(({s.task for s in chunk}, constrained))
-        return original(chunk, constrained)
+    def spy(chunk, constrained, draft, stats):
+        calls.append(({s.task for s in chunk}, constrained, draft))
+        return original(chunk, constrained, draft, stats)
 
     pipe.labeler._decode = spy
     doc = nlp("Peter went to Brussels")
-    assert len(doc) == 4 and calls and all(len(tasks) == 1 and not c for tasks, c in calls)
+    assert len(doc) == 4 and calls and all(len(tasks) == 1 and not c and not d for tasks, c, d in calls)
+    pipe.cfg.update(constrained=True, decoding="draft")
+    calls.clear()
+    nlp("Peter went to Brussels")
+    assert calls and all(c and d for _, c, d in calls)
     with pytest.raises(ValueError, match="batching"):
         nlp.add_pipe("hyperloader", name="bad", config={
             "tasks": {"ner": {"target": "ents"}}, "model": {"backbone": backbone_dir}, "batching": "shuffled"})
